@@ -1,0 +1,1 @@
+"""Notifications: which messages an event causes (policy), how they read (templates)."""

@@ -1,0 +1,195 @@
+"""The two state machines, as data, checked in one place.
+
+``PAYMENT`` and ``FULFILMENT`` map each status to the statuses it may move to; ``GUARDS``
+adds the conditions a fulfilment move needs (payment first, the fulfilment type's branch,
+every shipment trackable before SHIPPED). ``check()`` is the only gate: it raises
+``InvalidTransition`` naming the allowed next states, and ``apply()`` returns a new order
+with the status and a version one higher. Status names are the ones store back offices use
+(Ecwid's API values), so merchants recognise them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+from fulfil.core.errors import InvalidTransition
+
+if TYPE_CHECKING:
+    from fulfil.core.models import Order
+
+__all__ = [
+    "FULFILMENT",
+    "PAYMENT",
+    "FulfilmentStatus",
+    "Machine",
+    "PaymentStatus",
+    "StatusChange",
+    "allowed_next",
+    "apply",
+    "check",
+]
+
+
+class PaymentStatus(enum.StrEnum):
+    INCOMPLETE = "INCOMPLETE"
+    AWAITING_PAYMENT = "AWAITING_PAYMENT"
+    PAID = "PAID"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+    CANCELLED = "CANCELLED"
+
+
+class FulfilmentStatus(enum.StrEnum):
+    AWAITING_PROCESSING = "AWAITING_PROCESSING"
+    PROCESSING = "PROCESSING"
+    READY_FOR_PICKUP = "READY_FOR_PICKUP"
+    OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    WILL_NOT_DELIVER = "WILL_NOT_DELIVER"
+    RETURNED = "RETURNED"
+
+
+Machine = Literal["payment", "fulfilment"]
+P, F = PaymentStatus, FulfilmentStatus
+
+PAYMENT: Mapping[PaymentStatus, frozenset[PaymentStatus]] = {
+    P.INCOMPLETE: frozenset({P.AWAITING_PAYMENT, P.PAID, P.CANCELLED}),
+    P.AWAITING_PAYMENT: frozenset({P.PAID, P.CANCELLED}),
+    P.PAID: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
+    P.PARTIALLY_REFUNDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
+    P.REFUNDED: frozenset(),
+    P.CANCELLED: frozenset(),
+}
+
+_FINAL_FULFILMENT = frozenset({F.DELIVERED, F.WILL_NOT_DELIVER, F.RETURNED})
+
+FULFILMENT: Mapping[FulfilmentStatus, frozenset[FulfilmentStatus]] = {
+    F.AWAITING_PROCESSING: frozenset({F.PROCESSING, F.DELIVERED, F.WILL_NOT_DELIVER}),
+    F.PROCESSING: frozenset(
+        {F.SHIPPED, F.READY_FOR_PICKUP, F.OUT_FOR_DELIVERY, F.WILL_NOT_DELIVER}
+    ),
+    F.READY_FOR_PICKUP: frozenset({F.DELIVERED, F.WILL_NOT_DELIVER}),
+    F.OUT_FOR_DELIVERY: frozenset({F.DELIVERED, F.WILL_NOT_DELIVER}),
+    F.SHIPPED: frozenset({F.DELIVERED, F.RETURNED, F.WILL_NOT_DELIVER}),
+    F.DELIVERED: frozenset({F.RETURNED}),
+    F.WILL_NOT_DELIVER: frozenset(),
+    F.RETURNED: frozenset(),
+}
+
+
+@attrs.frozen
+class Policy:
+    """Store settings the guards read."""
+
+    allow_unpaid_fulfilment: bool = False
+
+
+Guard = Callable[["Order", Policy], bool]
+
+
+def _paid(order: Order, policy: Policy) -> bool:
+    return order.payment_status is P.PAID or policy.allow_unpaid_fulfilment
+
+
+def _type_is(kind: str) -> Guard:
+    return lambda order, _: order.shipping.type.value == kind
+
+
+def _all_trackable(order: Order, _: Policy) -> bool:
+    return bool(order.shipments) and all(s.is_trackable for s in order.shipments)
+
+
+def _digital_and_paid(order: Order, _: Policy) -> bool:
+    return order.is_digital_only and order.payment_status is P.PAID
+
+
+GUARDS: Mapping[tuple[FulfilmentStatus, FulfilmentStatus], tuple[Guard, ...]] = {
+    (F.AWAITING_PROCESSING, F.PROCESSING): (_paid,),
+    (F.AWAITING_PROCESSING, F.DELIVERED): (_digital_and_paid,),
+    (F.PROCESSING, F.SHIPPED): (_type_is("shipping"), _all_trackable),
+    (F.PROCESSING, F.READY_FOR_PICKUP): (_type_is("pickup"),),
+    (F.PROCESSING, F.OUT_FOR_DELIVERY): (_type_is("local_delivery"),),
+}
+
+
+@attrs.frozen
+class StatusChange:
+    """One move of one machine; what listeners and the notification policy receive."""
+
+    order_id: str
+    machine: Machine
+    old: str
+    new: str
+    version: int
+    actor: str = "system"
+    notify_customer: bool = True
+    data: Mapping[str, object] = attrs.field(factory=dict)
+
+    def to_mapping(self) -> dict[str, object]:
+        return {
+            "order_id": self.order_id,
+            "machine": self.machine,
+            "old": self.old,
+            "new": self.new,
+            "version": self.version,
+            "actor": self.actor,
+            "notify_customer": self.notify_customer,
+            "data": dict(self.data),
+        }
+
+
+def _current(order: Order, machine: Machine) -> str:
+    return order.payment_status if machine == "payment" else order.fulfilment_status
+
+
+def allowed_next(order: Order, machine: Machine, policy: Policy = Policy()) -> list[str]:
+    """The statuses ``machine`` may move to from where ``order`` is now, guards included."""
+    if machine == "payment":
+        return sorted(PAYMENT[order.payment_status])
+    current = order.fulfilment_status
+    return sorted(
+        target
+        for target in FULFILMENT[current]
+        if all(guard(order, policy) for guard in GUARDS.get((current, target), ()))
+    )
+
+
+def check(order: Order, machine: Machine, target: str, policy: Policy = Policy()) -> None:
+    """Raise ``InvalidTransition`` unless ``order`` may move ``machine`` to ``target``."""
+    allowed = allowed_next(order, machine, policy)
+    if target not in allowed:
+        raise InvalidTransition(order.id, machine, _current(order, machine), target, allowed)
+
+
+def apply(
+    order: Order,
+    machine: Machine,
+    target: str,
+    policy: Policy = Policy(),
+    *,
+    actor: str = "system",
+    notify_customer: bool = True,
+    data: Mapping[str, object] | None = None,
+) -> tuple[Order, StatusChange]:
+    """Check and apply one move; return the new order and the change it made."""
+    check(order, machine, target, policy)
+    old = _current(order, machine)
+    field = "payment_status" if machine == "payment" else "fulfilment_status"
+    status = PaymentStatus(target) if machine == "payment" else FulfilmentStatus(target)
+    new = attrs.evolve(order, **{field: status, "version": order.version + 1})
+    change = StatusChange(
+        order.id, machine, old, target, new.version, actor, notify_customer, data or {}
+    )
+    return new, change
+
+
+def is_final(status: FulfilmentStatus) -> bool:
+    return status in _FINAL_FULFILMENT
+
+
+def non_final() -> frozenset[FulfilmentStatus]:
+    return frozenset(FULFILMENT) - _FINAL_FULFILMENT

@@ -1,0 +1,1 @@
+"""The store: SQLAlchemy Core tables, migrations and queries."""

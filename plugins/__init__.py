@@ -1,0 +1,1 @@
+"""Plugins shipped with fulfil; each registers through the ``fulfil`` entry points."""

@@ -1,0 +1,1 @@
+"""Carrier plugins shipped with fulfil."""
