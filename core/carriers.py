@@ -129,7 +129,7 @@ class Carrier(Protocol):
     ========== ============================================================
     labels     ``buy_label(LabelRequest) -> PurchasedLabel`` and ``find_label(key)``
     rates      ``quote(LabelRequest) -> list[Rate]``
-    cancel     ``cancel_label(PurchasedLabel) -> None``
+    cancel     ``cancel_label(Label) -> None`` (void a bought label)
     returns    ``buy_label`` with ``LabelRequest.is_return`` set
     pickups    ``schedule_pickup(PickupRequest) -> PickupConfirmation`` and
                ``cancel_pickup(PickupConfirmation) -> None``
@@ -158,6 +158,7 @@ class CarrierPlugin:
     services: tuple[str, ...] = ()
     label_formats: tuple[str, ...] = ("PDF",)
     settings_schema: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object"})
+    rate_limit: float | None = None  # requests a second the service allows; None = no limit
     description: str = ""
     version: str = "0"
 

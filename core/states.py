@@ -118,10 +118,12 @@ GUARDS: Mapping[tuple[FulfilmentStatus, FulfilmentStatus], tuple[Guard, ...]] = 
 
 @attrs.frozen
 class StatusChange:
-    """One move of one machine; what listeners and the notification policy receive."""
+    """One move of one machine, or (``machine="order"``) a lifecycle event such as
+    ``placed``, ``tracking_added`` or ``label_failed``; what listeners and the notification
+    policy receive."""
 
     order_id: str
-    machine: Machine
+    machine: str
     old: str
     new: str
     version: int
@@ -189,7 +191,3 @@ def apply(
 
 def is_final(status: FulfilmentStatus) -> bool:
     return status in _FINAL_FULFILMENT
-
-
-def non_final() -> frozenset[FulfilmentStatus]:
-    return frozenset(FULFILMENT) - _FINAL_FULFILMENT

@@ -1,0 +1,139 @@
+"""Pickups, booked per carrier, day and location for every label that is ready.
+
+A pickup is keyed ``pickup:<carrier>:<day>:<location>``; its intent row is committed before
+the carrier is called and the key is sent as the carrier's idempotency key, so a crash
+between the two books nothing twice. Labels bought after the booking join the same pickup
+(the carrier collects every parcel on that visit), so there is one pickup per carrier and
+day, not one per order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from fulfil.core import automation
+from fulfil.core.carriers import PickupRequest
+from fulfil.core.errors import CarrierError
+from fulfil.core.models import Pickup
+from fulfil.core.work import Work
+
+if TYPE_CHECKING:
+    from fulfil.core.engine import Engine
+
+LOCATION = "origin"  # one pickup location per store for now: its origin address
+
+
+def pickup_day(now: datetime, timezone: str, cutoff: str) -> date:
+    """Today if before the cut-off (local time), else the next working day."""
+    local = now.astimezone(ZoneInfo(timezone))
+    day = local.date()
+    if local.strftime("%H:%M") >= cutoff:
+        day += timedelta(days=1)
+    while day.weekday() >= 5:  # carriers do not collect at weekends
+        day += timedelta(days=1)
+    return day
+
+
+def book_due(engine: Engine) -> list[Pickup]:
+    """Book (or join) a pickup for every shipment whose label is ready; return new bookings."""
+    carriers = engine.carriers_with_pickups
+    if not carriers:
+        return []
+    with engine.store.transaction() as tx:
+        waiting = tx.shipments_awaiting_pickup(carriers)
+    if not waiting:
+        return []
+    store = engine.config.store
+    day = pickup_day(engine.clock.now(), store.timezone, store.pickup_cutoff)
+    by_carrier: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for row in waiting:
+        by_carrier[row.carrier].append((row.order_id, row.id))
+    booked = []
+    for carrier, shipments in by_carrier.items():
+        pickup = _book(engine, carrier, day, shipments)
+        if pickup is not None:
+            booked.append(pickup)
+            _attach(engine, pickup, shipments)
+    return booked
+
+
+def _book(engine: Engine, carrier: str, day: date, shipments: list[tuple[str, str]]
+          ) -> Pickup | None:
+    store = engine.config.store
+    assert store.origin is not None
+    pickup_id = f"pickup:{carrier}:{day.isoformat()}:{LOCATION}"
+    with engine.store.transaction() as tx:
+        row = tx.pickup(pickup_id)
+        if row is not None and row.status == "booked":
+            return Pickup.from_mapping(row.data)
+        orders = {oid: tx.load_order(oid) for oid, _ in shipments}
+    ids = {sid for _, sid in shipments}
+    covered = [s for o in orders.values() if o for s in o.shipments if s.id in ids]
+    pickup = Pickup(
+        id=pickup_id,
+        carrier=carrier,
+        day=day.isoformat(),
+        window_start=store.pickup_window_start,
+        window_end=store.pickup_window_end,
+        address=store.origin,
+        shipment_ids=tuple(s.id for s in covered),
+    )
+    with engine.store.transaction() as tx:
+        tx.add_pickup_intent({
+            "id": pickup_id, "carrier": carrier, "day": pickup.day, "status": "intent",
+            "data": pickup.to_mapping(), "created_at": engine.clock.now().isoformat(),
+        })
+    request = PickupRequest(
+        idempotency_key=pickup_id,
+        day=day,
+        window_start=pickup.window_start,
+        window_end=pickup.window_end,
+        address=store.origin,
+        tracking_numbers=tuple(s.tracking_number for s in covered if s.tracking_number),
+        carrier_references=tuple(
+            s.label.carrier_reference for s in covered if s.label and s.label.carrier_reference
+        ),
+        parcel_count=sum(len(s.parcels) for s in covered),
+        total_weight_g=sum(s.weight_g for s in covered),
+    )
+    try:
+        confirmation = engine.carrier(carrier).schedule_pickup(request)
+    except CarrierError as error:
+        # Transient: the intent stays and the next pass tries again with the same key.
+        engine.log_carrier_error("pickup", pickup_id, error)
+        return None
+    pickup = attrs.evolve(pickup, confirmation=confirmation.confirmation)
+    with engine.store.transaction() as tx:
+        tx.update_pickup(pickup_id, status="booked", confirmation=pickup.confirmation,
+                         data=pickup.to_mapping())
+    engine.hooks.pickup_scheduled(pickup)
+    return pickup
+
+
+def _attach(engine: Engine, pickup: Pickup, shipments: list[tuple[str, str]]) -> None:
+    """Point each waiting shipment at the pickup, and ship orders that are now complete."""
+    by_order: dict[str, set[str]] = defaultdict(set)
+    for order_id, shipment_id in shipments:
+        by_order[order_id].add(shipment_id)
+    works = []
+    with engine.store.transaction() as tx:
+        for order_id, ids in by_order.items():
+            order = tx.load_order(order_id)
+            if order is None:
+                continue
+            work = Work(engine, tx, order, f"plugin:{pickup.carrier}")
+            work.update(
+                attrs.evolve(order, shipments=tuple(
+                    attrs.evolve(s, pickup_id=pickup.id) if s.id in ids else s
+                    for s in order.shipments)),
+                "pickup", pickup=pickup.id, day=pickup.day,
+            )
+            automation.maybe_ship(work, pickup=pickup.id)
+            work.commit()
+            works.append(work)
+    engine.after_commit(works)

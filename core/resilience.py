@@ -1,0 +1,110 @@
+"""Rate limits, circuit breakers and backoff for calls to carriers and providers.
+
+Shared by the worker threads of one process; each carrier has one ``TokenBucket`` and one
+``CircuitBreaker``. A 429's ``Retry-After`` pauses the whole bucket, not just the request
+that got it, so the other threads stop hammering the carrier too.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["CircuitBreaker", "TokenBucket", "full_jitter"]
+
+
+def full_jitter(
+    attempt: int,
+    *,
+    base: float = 0.5,
+    cap: float = 300.0,
+    retry_after: float | None = None,
+    rng: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """Seconds to wait before ``attempt`` (1-based): uniform in [0, min(cap, base*2^n)],
+    never less than what the server asked for in Retry-After."""
+    delay = rng(0.0, min(cap, base * 2 ** max(attempt - 1, 0)))
+    return max(delay, retry_after or 0.0)
+
+
+class TokenBucket:
+    """``rate`` requests a second with bursts of ``burst``; ``rate=None`` means no limit."""
+
+    def __init__(
+        self,
+        rate: float | None,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate or 1.0)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.sleep = sleep
+        self.updated = clock()
+        self.paused_until = 0.0
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Block until a request may be sent."""
+        while True:
+            with self.lock:
+                now = self.clock()
+                wait = self.paused_until - now
+                if wait <= 0 and self.rate is None:
+                    return
+                if wait <= 0 and self.rate is not None:
+                    self.tokens = min(
+                        self.capacity, self.tokens + (now - self.updated) * self.rate
+                    )
+                    self.updated = now
+                    if self.tokens >= 1:
+                        self.tokens -= 1
+                        return
+                    wait = (1 - self.tokens) / self.rate
+            self.sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        """The server said 429 Retry-After: nobody sends until then."""
+        with self.lock:
+            self.paused_until = max(self.paused_until, self.clock() + seconds)
+            self.tokens = 0
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` failures in a row; lets one trial through after ``cooldown``."""
+
+    def __init__(
+        self, threshold: int = 5, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.clock = clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        with self.lock:
+            if self.opened_at is None:
+                return False
+            if self.clock() - self.opened_at >= self.cooldown:
+                self.opened_at = None  # half-open: the next call is the trial
+                self.failures = self.threshold - 1
+                return False
+            return True
+
+    def success(self) -> None:
+        with self.lock:
+            self.failures = 0
+            self.opened_at = None
+
+    def failure(self) -> None:
+        with self.lock:
+            self.failures += 1
+            if self.failures >= self.threshold:
+                self.opened_at = self.clock()

@@ -1,0 +1,195 @@
+"""The label purchase saga (DESIGN.md section 5), one intent at a time.
+
+1. ``automation.add_label_intent`` committed the intent, keyed ``order:shipment:n``,
+   before any carrier call.
+2. ``prepare`` (main thread) reads the intent and builds the ``LabelRequest``.
+3. ``call`` (a worker thread) asks the carrier: ``find_label`` first when an earlier
+   outcome was unknown, else ``buy_label`` with the same key as idempotency key.
+4. ``settle`` (main thread) writes the outcome: bought -> label stored and the order
+   advanced; unknown -> reconcile later under the same key, never buy under a new one;
+   transient -> retried with backoff; permanent -> the fallback route gets a new intent if
+   nothing can have been bought, else the label fails and the merchant is alerted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from fulfil.core import automation
+from fulfil.core.carriers import CustomsItem, LabelRequest, PurchasedLabel
+from fulfil.core.errors import CarrierError
+from fulfil.core.models import Label, Order, Shipment
+from fulfil.core.routing import Route
+from fulfil.core.work import Work
+
+if TYPE_CHECKING:
+    from fulfil.core.engine import Engine
+
+# The EU customs union (plus Monaco): parcels between these need no customs declaration.
+CUSTOMS_UNION = frozenset(
+    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE MC".split()
+)
+
+DOCUMENT_SUFFIX = {"PDF": "pdf", "ZPL": "zpl", "PNG": "png"}
+
+
+@attrs.frozen
+class Job:
+    key: str
+    carrier: str
+    request: LabelRequest
+    reconcile: bool  # an earlier outcome was unknown: look it up before buying
+
+
+def needs_customs(origin: str, destination: str) -> bool:
+    return origin != destination and not (origin in CUSTOMS_UNION and destination in CUSTOMS_UNION)
+
+
+def label_request(engine: Engine, order: Order, shipment: Shipment, key: str,
+                  service: str | None) -> LabelRequest:
+    origin = engine.config.store.origin
+    if origin is None or order.shipping_address is None:
+        raise CarrierError(shipment.carrier or "?", "validation",
+                           "a sender (store.origin) and a recipient address are required",
+                           field="store.origin" if origin is None else "shipping_address")
+    customs: tuple[CustomsItem, ...] = ()
+    if needs_customs(origin.country, order.shipping_address.country):
+        by_sku = {item.sku: item for item in order.items}
+        customs = tuple(
+            CustomsItem(
+                description=by_sku[line.sku].name,
+                quantity=line.quantity,
+                value=by_sku[line.sku].unit_price * line.quantity,
+                weight_g=by_sku[line.sku].weight_g * line.quantity,
+                origin_country=origin.country,
+                sku=line.sku,
+            )
+            for line in shipment.items
+        )
+    return LabelRequest(
+        idempotency_key=key,
+        order_id=order.id,
+        order_number=order.number,
+        shipment_id=shipment.id,
+        sender=origin,
+        recipient=order.shipping_address,
+        parcels=shipment.parcels,
+        service=service,
+        customs=customs,
+        recipient_email=order.customer.email,
+    )
+
+
+def prepare(engine: Engine, key: str) -> Job | None:
+    """The job for an intent, or None when there is nothing left to do for it."""
+    with engine.store.transaction() as tx:
+        intent = tx.label(key)
+        if intent is None or intent.status not in ("intent", "unknown"):
+            return None
+        order = tx.load_order(intent.order_id)
+    assert order is not None  # an intent is only written with its order
+    shipment = next(s for s in order.shipments if s.id == intent.shipment_id)
+    request = label_request(engine, order, shipment, key, intent.service)
+    return Job(key, intent.carrier, request, reconcile=intent.status == "unknown")
+
+
+def call(engine: Engine, job: Job) -> PurchasedLabel:
+    """Runs in a worker thread: only the carrier's HTTP, no database."""
+    carrier = engine.carrier(job.carrier)
+    if job.reconcile:
+        found: PurchasedLabel | None = carrier.find_label(job.key)
+        if found is not None:
+            return found
+    label: PurchasedLabel = carrier.buy_label(job.request)
+    return label
+
+
+def save_document(engine: Engine, key: str, label: PurchasedLabel) -> str | None:
+    if label.document is None:
+        return None
+    engine.labels_dir.mkdir(parents=True, exist_ok=True)
+    suffix = DOCUMENT_SUFFIX.get(label.format.upper(), "bin")
+    path = engine.labels_dir / f"{key.replace(':', '_')}.{suffix}"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(label.document)
+    tmp.replace(path)  # a crash leaves the old file or the new one, never half of one
+    return str(path)
+
+
+def settle_bought(engine: Engine, key: str, bought: PurchasedLabel) -> Work | None:
+    """Store the label and advance the order; returns the work done (None if already)."""
+    path = save_document(engine, key, bought)
+    with engine.store.transaction() as tx:
+        intent = tx.label(key)
+        if intent is None or intent.status == "bought":
+            return None
+        order = tx.load_order(intent.order_id)
+        assert order is not None
+        now = engine.clock.now().isoformat()
+        tx.update_label(key, status="bought", tracking_number=bought.tracking_number,
+                        document_path=path, error=None, updated_at=now)
+        label = Label(
+            carrier=intent.carrier,
+            service=bought.service,
+            tracking_number=bought.tracking_number,
+            format=bought.format,
+            cost=bought.cost,
+            carrier_reference=bought.carrier_reference,
+            url=bought.url,
+            document_path=path,
+            tracking_url=bought.tracking_url,
+        )
+        shipments = tuple(
+            attrs.evolve(s, label=label, tracking_number=label.tracking_number,
+                         tracking_url=label.tracking_url)
+            if s.id == intent.shipment_id else s
+            for s in order.shipments
+        )
+        work = Work(engine, tx, order, f"plugin:{intent.carrier}")
+        work.update(attrs.evolve(order, shipments=shipments), "label", key=key,
+                    carrier=intent.carrier, tracking_number=label.tracking_number,
+                    cost=label.cost.to_mapping())
+        automation.maybe_ship(work)
+        work.commit()
+    shipment = next(s for s in work.order.shipments if s.id == intent.shipment_id)
+    work.after_commit.append(lambda: engine.hooks.label_purchased(work.order, shipment, label))
+    return work
+
+
+def mark_unknown(engine: Engine, key: str, error: CarrierError) -> None:
+    with engine.store.transaction() as tx:
+        tx.update_label(key, status="unknown", error=str(error),
+                        updated_at=engine.clock.now().isoformat())
+
+
+def settle_failed(engine: Engine, key: str, error: CarrierError) -> tuple[Work | None, bool]:
+    """A permanent failure: try the fallback route if it is safe, else alert the merchant.
+
+    Returns the work done and whether a fallback intent took over."""
+    with engine.store.transaction() as tx:
+        intent = tx.label(key)
+        if intent is None or intent.status not in ("intent", "unknown"):
+            return None, False
+        order = tx.load_order(intent.order_id)
+        assert order is not None
+        now = engine.clock.now().isoformat()
+        work = Work(engine, tx, order, f"plugin:{intent.carrier}")
+        shipment = next(s for s in order.shipments if s.id == intent.shipment_id)
+        # After an unknown outcome the first carrier may have bought: never buy elsewhere.
+        fall_back = bool(intent.fallback) and intent.status == "intent"
+        if fall_back:
+            tx.update_label(key, status="superseded", error=str(error), updated_at=now)
+            generation = int(key.rsplit(":", 1)[1]) + 1
+            automation.add_label_intent(
+                work, shipment, Route(**intent.fallback), None, generation
+            )
+            work.event("label_fallback", key=key, reason=str(error))
+        else:
+            tx.update_label(key, status="failed", error=str(error), updated_at=now)
+            work.happen("label_failed", reason=error.message, carrier=error.carrier,
+                        code=error.code, field=error.field, shipment=shipment.id)
+        work.commit()
+    return work, fall_back
+

@@ -1,0 +1,56 @@
+"""Versioned schema migrations: opening an older database upgrades it in place.
+
+Each migration is a function of a connection, applied in order inside one transaction
+with the bump of ``schema_version``. Never edit a released migration; add the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from fulfil.core.store import tables
+
+Migration = Callable[[sa.Connection], None]
+
+
+def _v1_initial(conn: sa.Connection) -> None:
+    """Orders, history, shipments, label intents, pickups, outbox (no notes yet)."""
+    for table in (
+        tables.orders,
+        tables.events,
+        tables.shipments,
+        tables.labels,
+        tables.pickups,
+        tables.outbox,
+    ):
+        table.create(conn)
+
+
+def _v2_notes(conn: sa.Connection) -> None:
+    """Staff notes got their own table so they can be listed without loading orders."""
+    tables.notes.create(conn)
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_notes]
+LATEST = len(MIGRATIONS)
+
+
+def current_version(conn: sa.Connection) -> int:
+    if not sa.inspect(conn).has_table("schema_version"):
+        return 0
+    version = conn.execute(sa.select(tables.schema_version.c.version)).scalar()
+    return int(version or 0)
+
+
+def upgrade(conn: sa.Connection, target: int = LATEST) -> int:
+    """Apply every migration after the database's version up to ``target``."""
+    version = current_version(conn)
+    if version == 0:
+        tables.schema_version.create(conn)
+        conn.execute(tables.schema_version.insert().values(version=0))
+    for number in range(version + 1, target + 1):
+        MIGRATIONS[number - 1](conn)
+        conn.execute(tables.schema_version.update().values(version=number))
+    return max(version, target)

@@ -1,0 +1,305 @@
+"""Queries, grouped on the transaction object that runs them (``Store.transaction()``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from fulfil.core.models import Event, Note, Order, Shipment
+from fulfil.core.store import tables as t
+
+__all__ = ["StaleOrder", "Tx"]
+
+
+class StaleOrder(Exception):
+    """The order changed under us (another worker saved a newer version first)."""
+
+
+def _order_row(order: Order, now: str) -> dict[str, Any]:
+    data = order.to_mapping()
+    data.pop("shipments", None)
+    data.pop("notes", None)
+    return {
+        "id": order.id,
+        "number": order.number,
+        "payment_status": order.payment_status.value,
+        "fulfilment_status": order.fulfilment_status.value,
+        "version": order.version,
+        "created_at": order.created_at.isoformat(),
+        "updated_at": now,
+        "data": data,
+    }
+
+
+class Tx:
+    """A connection inside one transaction, with the store's queries."""
+
+    def __init__(self, conn: sa.Connection, is_sqlite: bool) -> None:
+        self.conn = conn
+        self.is_sqlite = is_sqlite
+
+    def _insert_ignore(self, table: sa.Table, values: Mapping[str, Any] | Sequence[Any]) -> int:
+        """Insert unless the unique key exists; return how many rows were inserted."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        stmt = dialect.insert(table).on_conflict_do_nothing()
+        return int(self.conn.execute(stmt, values).rowcount or 0)
+
+    # --- orders -------------------------------------------------------------------------
+
+    def order_exists(self, order_id: str) -> bool:
+        query = sa.select(t.orders.c.id).where(t.orders.c.id == order_id)
+        return self.conn.execute(query).first() is not None
+
+    def existing_order_ids(self, order_ids: Iterable[str]) -> set[str]:
+        ids = list(order_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            query = sa.select(t.orders.c.id).where(t.orders.c.id.in_(chunk))
+            found.update(self.conn.execute(query).scalars())
+        return found
+
+    def load_order(self, order_id: str) -> Order | None:
+        row = self.conn.execute(sa.select(t.orders).where(t.orders.c.id == order_id)).first()
+        if row is None:
+            return None
+        data = dict(row.data)
+        data["version"] = row.version
+        shipments = self.conn.execute(
+            sa.select(t.shipments.c.data)
+            .where(t.shipments.c.order_id == order_id)
+            .order_by(t.shipments.c.position)
+        ).scalars()
+        data["shipments"] = list(shipments)
+        data["notes"] = [
+            {"at": n.at, "author": n.author, "text": n.text}
+            for n in self.conn.execute(
+                sa.select(t.notes).where(t.notes.c.order_id == order_id).order_by(t.notes.c.id)
+            )
+        ]
+        return Order.from_mapping(data)
+
+    def insert_order(self, order: Order, now: str) -> None:
+        self.conn.execute(t.orders.insert(), _order_row(order, now))
+        self.save_shipments(order)
+
+    def save_order(self, order: Order, previous_version: int, now: str) -> None:
+        """Write ``order`` only if nobody saved a version after ``previous_version``."""
+        result = self.conn.execute(
+            t.orders.update()
+            .where(t.orders.c.id == order.id, t.orders.c.version == previous_version)
+            .values(_order_row(order, now))
+        )
+        if result.rowcount != 1:
+            raise StaleOrder(order.id)
+        self.save_shipments(order)
+
+    def save_shipments(self, order: Order) -> None:
+        for position, shipment in enumerate(order.shipments):
+            self.save_shipment(order.id, position, shipment)
+
+    def save_shipment(self, order_id: str, position: int, shipment: Shipment) -> None:
+        values = {
+            "order_id": order_id,
+            "position": position,
+            "carrier": shipment.carrier,
+            "pickup_id": shipment.pickup_id,
+            "data": shipment.to_mapping(),
+        }
+        updated = self.conn.execute(
+            t.shipments.update().where(t.shipments.c.id == shipment.id).values(values)
+        ).rowcount
+        if not updated:
+            self.conn.execute(t.shipments.insert().values(id=shipment.id, **values))
+
+    def list_orders(
+        self, payment: str | None = None, fulfilment: str | None = None, limit: int | None = None
+    ) -> list[sa.Row[Any]]:
+        query = sa.select(
+            t.orders.c.id,
+            t.orders.c.number,
+            t.orders.c.payment_status,
+            t.orders.c.fulfilment_status,
+            t.orders.c.version,
+            t.orders.c.created_at,
+            t.orders.c.data,
+        ).order_by(t.orders.c.number)
+        if payment:
+            query = query.where(t.orders.c.payment_status == payment)
+        if fulfilment:
+            query = query.where(t.orders.c.fulfilment_status == fulfilment)
+        if limit:
+            query = query.limit(limit)
+        return list(self.conn.execute(query))
+
+    def count_by(self, column: str) -> dict[str, int]:
+        col = t.orders.c[column]
+        rows = self.conn.execute(sa.select(col, sa.func.count()).group_by(col))
+        return {str(value): int(count) for value, count in rows}
+
+    # --- history and notes --------------------------------------------------------------
+
+    def add_events(self, events: Iterable[Event]) -> None:
+        rows = [
+            {
+                "order_id": e.order_id,
+                "version": e.version,
+                "at": e.at.isoformat(),
+                "kind": e.kind,
+                "actor": e.actor,
+                "data": dict(e.data),
+            }
+            for e in events
+        ]
+        if rows:
+            self.conn.execute(t.events.insert(), rows)
+
+    def events(self, order_id: str) -> list[Event]:
+        rows = self.conn.execute(
+            sa.select(t.events).where(t.events.c.order_id == order_id).order_by(t.events.c.id)
+        )
+        return [Event.from_mapping(row._asdict()) for row in rows]
+
+    def add_note(self, order_id: str, note: Note) -> None:
+        self.conn.execute(
+            t.notes.insert().values(
+                order_id=order_id, at=note.at.isoformat(), author=note.author, text=note.text
+            )
+        )
+
+    # --- label saga ---------------------------------------------------------------------
+
+    def add_label_intent(self, values: Mapping[str, Any]) -> bool:
+        return self._insert_ignore(t.labels, values) == 1
+
+    def label(self, key: str) -> sa.Row[Any] | None:
+        return self.conn.execute(sa.select(t.labels).where(t.labels.c.key == key)).first()
+
+    def update_label(self, key: str, **values: Any) -> None:
+        self.conn.execute(t.labels.update().where(t.labels.c.key == key).values(**values))
+
+    def labels_for(self, order_id: str) -> list[sa.Row[Any]]:
+        query = sa.select(t.labels).where(t.labels.c.order_id == order_id)
+        return list(self.conn.execute(query.order_by(t.labels.c.created_at, t.labels.c.key)))
+
+    def count_labels(self, status: str) -> int:
+        query = sa.select(sa.func.count()).where(t.labels.c.status == status)
+        return int(self.conn.execute(query.select_from(t.labels)).scalar() or 0)
+
+    # --- pickups ------------------------------------------------------------------------
+
+    def shipments_awaiting_pickup(self, carriers: Iterable[str]) -> list[sa.Row[Any]]:
+        """Shipments with a bought label and no pickup yet, for carriers that do pickups."""
+        query = (
+            sa.select(t.shipments.c.id, t.shipments.c.order_id, t.shipments.c.carrier)
+            .join(t.labels, t.labels.c.shipment_id == t.shipments.c.id)
+            .where(
+                t.labels.c.status == "bought",
+                t.shipments.c.pickup_id.is_(None),
+                t.shipments.c.carrier.in_(list(carriers)),
+            )
+            .order_by(t.shipments.c.order_id, t.shipments.c.position)
+        )
+        return list(self.conn.execute(query))
+
+    def add_pickup_intent(self, values: Mapping[str, Any]) -> bool:
+        return self._insert_ignore(t.pickups, values) == 1
+
+    def pickup(self, pickup_id: str) -> sa.Row[Any] | None:
+        return self.conn.execute(sa.select(t.pickups).where(t.pickups.c.id == pickup_id)).first()
+
+    def update_pickup(self, pickup_id: str, **values: Any) -> None:
+        self.conn.execute(t.pickups.update().where(t.pickups.c.id == pickup_id).values(**values))
+
+    def pickups(self) -> list[sa.Row[Any]]:
+        return list(self.conn.execute(sa.select(t.pickups).order_by(t.pickups.c.id)))
+
+    # --- outbox -------------------------------------------------------------------------
+
+    def enqueue(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Add outbox rows; a row whose dedupe key exists already is not added again."""
+        if not rows:
+            return 0
+        return self._insert_ignore(t.outbox, list(rows))
+
+    def claim(
+        self, owner: str, now: float, lease_seconds: float, limit: int, kinds: Sequence[str]
+    ) -> list[sa.Row[Any]]:
+        """Lease up to ``limit`` due rows to ``owner``; expired leases are taken over."""
+        due = (
+            sa.select(t.outbox.c.id)
+            .where(
+                t.outbox.c.status == "pending",
+                t.outbox.c.kind.in_(list(kinds)),
+                t.outbox.c.available_at <= now,
+                sa.or_(t.outbox.c.lease_until.is_(None), t.outbox.c.lease_until < now),
+            )
+            .order_by(t.outbox.c.available_at, t.outbox.c.id)
+            .limit(limit)
+        )
+        if not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises claimers
+            due = due.with_for_update(skip_locked=True)
+        ids = list(self.conn.execute(due).scalars())
+        if not ids:
+            return []
+        self.conn.execute(
+            t.outbox.update()
+            .where(t.outbox.c.id.in_(ids))
+            .values(lease_owner=owner, lease_until=now + lease_seconds)
+        )
+        query = sa.select(t.outbox).where(t.outbox.c.id.in_(ids)).order_by(t.outbox.c.id)
+        return list(self.conn.execute(query))
+
+    def finish(self, row_id: int, owner: str, now_iso: str, **values: Any) -> bool:
+        """Settle a leased row; False when the lease was lost to another worker."""
+        result = self.conn.execute(
+            t.outbox.update()
+            .where(t.outbox.c.id == row_id, t.outbox.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None, updated_at=now_iso, **values)
+        )
+        return result.rowcount == 1
+
+    def outbox_rows(
+        self,
+        *,
+        order_id: str | None = None,
+        statuses: Sequence[str] | None = None,
+        kind: str | None = None,
+    ) -> list[sa.Row[Any]]:
+        query = sa.select(t.outbox).order_by(t.outbox.c.id)
+        if order_id:
+            query = query.where(t.outbox.c.order_id == order_id)
+        if statuses:
+            query = query.where(t.outbox.c.status.in_(list(statuses)))
+        if kind:
+            query = query.where(t.outbox.c.kind == kind)
+        return list(self.conn.execute(query))
+
+    def outbox_row(self, row_id: int) -> sa.Row[Any] | None:
+        return self.conn.execute(sa.select(t.outbox).where(t.outbox.c.id == row_id)).first()
+
+    def reset_outbox_row(self, row_id: int, now: float, now_iso: str) -> bool:
+        result = self.conn.execute(
+            t.outbox.update()
+            .where(t.outbox.c.id == row_id, t.outbox.c.status == "dead")
+            .values(status="pending", attempts=0, available_at=now, updated_at=now_iso)
+        )
+        return result.rowcount == 1
+
+    def count_outbox(self) -> dict[tuple[str, str], int]:
+        rows = self.conn.execute(
+            sa.select(t.outbox.c.kind, t.outbox.c.status, sa.func.count()).group_by(
+                t.outbox.c.kind, t.outbox.c.status
+            )
+        )
+        return {(kind, status): int(n) for kind, status, n in rows}
+
+    def next_due(self) -> float | None:
+        query = sa.select(sa.func.min(t.outbox.c.available_at)).where(
+            t.outbox.c.status == "pending"
+        )
+        value = self.conn.execute(query).scalar()
+        return float(value) if value is not None else None
