@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from fulfil.core.models import Order
 from fulfil.core.notifiers import Audience, Channel, Message
 from fulfil.core.notify.notices import Notice
-from fulfil.core.notify.render import build_context, pick_locale
+from fulfil.core.notify.policy import customer_phone
+from fulfil.core.notify.render import build_context, locale_for
 from fulfil.core.states import StatusChange
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def recipient(engine: Engine, order: Order, notice: Notice) -> str | None:
         }[notice.channel]
     return {
         Channel.EMAIL: order.customer.email,
-        Channel.SMS: order.customer.phone,
+        Channel.SMS: customer_phone(order),
         Channel.PUSH: None,  # no customer device registry yet
         Channel.WEBHOOK: "customer",
     }[notice.channel]
@@ -41,21 +42,18 @@ def notifications(
     engine: Engine, order: Order, change: StatusChange
 ) -> list[tuple[str, dict[str, Any]]]:
     """The messages ``change`` causes, as (dedupe key, outbox payload) pairs."""
-    store = engine.config.store
     notices = engine.hooks.notifications_for(order, change, dict(engine.config.notifications))
-    if not notices:
-        return []
-    context = build_context(order, change, engine.store_context)
+    contexts: dict[str, dict[str, Any]] = {}  # one per locale: amounts read as the reader writes
     rows = []
     for notice in notices:
         notifier = engine.notifier_for_channel(notice.channel)
         to = recipient(engine, order, notice)
         if notifier is None or not to:
             continue
-        if notice.audience is Audience.CUSTOMER:
-            locale = pick_locale(order.customer.locale, store.locale)
-        else:
-            locale = pick_locale(None, store.locale)
+        locale = locale_for(notice, order, engine.store_context)
+        if locale not in contexts:
+            contexts[locale] = build_context(order, change, engine.store_context, locale=locale)
+        context = contexts[locale]
         rendered = engine.hooks.render_notification(notice, order, locale, context)
         if rendered is None:
             continue
@@ -71,7 +69,7 @@ def notifications(
             text=rendered.text,
             html=rendered.html if notice.channel is Channel.EMAIL else None,
             locale=locale,
-            sender=store.email,
+            sender=engine.config.store.email,
         )
         payload = {"notifier": notifier, "version": change.version, "message": message.to_mapping()}
         rows.append((key, payload))

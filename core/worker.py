@@ -135,10 +135,10 @@ class Worker:
                 else:
                     settle(result)
         self._sent(sent)
-        if rows:
-            for pickup in pickups.book_due(engine):
-                self.stats.add("pickups")
-                log.info("pickup %s booked", pickup.id)
+        # Every pass, not only busy ones: a pickup that failed transiently is tried again.
+        for pickup in pickups.book_due(engine):
+            self.stats.add("pickups")
+            log.info("pickup %s booked", pickup.id)
         return len(rows)
 
     # --- per kind -----------------------------------------------------------------------
@@ -178,7 +178,7 @@ class Worker:
             result = call()
         except CarrierError as error:
             if error.kind == "rate_limited":
-                bucket.pause(error.retry_after or 1.0)
+                bucket.pause(error.retry_after if error.retry_after is not None else 1.0)
             elif error.transient or error.unknown_outcome:
                 breaker.failure()
             raise

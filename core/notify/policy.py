@@ -173,14 +173,15 @@ def _settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _wanted(
-    order: Order, event: tuple[str, str]
+    order: Order, event: tuple[str, str], config: Mapping[str, Any]
 ) -> list[tuple[str, Audience, tuple[Channel, ...]]]:
     """The section-6 table: (template, audience, default channels) for one event."""
     if event == ("order", "placed"):
-        return [
+        wanted = [
             ("order_placed", CUSTOMER, (EMAIL,)),
             ("merchant_new_order", MERCHANT, (EMAIL, PUSH)),
         ]
+        return wanted + ([("order_placed", MERCHANT, (EMAIL,))] if config["merchant_copy"] else [])
     if event == ("payment", "PAID"):
         digital = any(i.kind is not ItemKind.PHYSICAL for i in order.items)
         return [("digital_delivery", CUSTOMER, (EMAIL,))] if digital else []
@@ -189,7 +190,11 @@ def _wanted(
     if event in _STATUS_TEMPLATES:
         if event == ("fulfilment", "DELIVERED") and order.is_digital_only:
             return []  # the digital_delivery mail already handed the goods over
-        return [(_STATUS_TEMPLATES[event], CUSTOMER, (EMAIL,))]
+        wanted = [(_STATUS_TEMPLATES[event], CUSTOMER, (EMAIL,))]
+        copy = [("merchant_status", MERCHANT, (EMAIL,))] if config["merchant_status_copies"] else []
+        return wanted + copy
+    if event == ("order", "label_failed"):
+        return [("label_failed", MERCHANT, (Channel(config["merchant_alert_channel"]),))]
     return []
 
 
@@ -201,25 +206,17 @@ class BuiltinPolicy:
         self, order: Order, change: StatusChange, settings: Mapping[str, Any] | None
     ) -> list[Notice]:
         config = _settings(settings)
-        event = (change.machine, str(change.new))
-        wanted = _wanted(order, event)
-        if event == ("order", "placed") and config["merchant_copy"]:
-            wanted.append(("order_placed", MERCHANT, (EMAIL,)))
-        if event in _STATUS_TEMPLATES and wanted and config["merchant_status_copies"]:
-            wanted.append(("merchant_status", MERCHANT, (EMAIL,)))
-        if event == ("order", "label_failed"):
-            wanted.append(("label_failed", MERCHANT, (Channel(config["merchant_alert_channel"]),)))
-
         customer_ok = order.notify_customer and change.notify_customer
         overrides: Mapping[str, Iterable[str]] = config["channels"] or {}
         notices: list[Notice] = []
-        for template, audience, defaults in wanted:
+        for template, audience, defaults in _wanted(
+            order, (change.machine, str(change.new)), config
+        ):
             if audience is CUSTOMER and not customer_ok:
                 continue
-            channels = [Channel(c) for c in overrides.get(template, defaults)]
             notices += [
                 Notice(template, audience, channel)
-                for channel in channels
+                for channel in map(Channel, overrides.get(template, defaults))
                 if _deliverable(order, audience, channel, config)
             ]
         return list(dict.fromkeys(notices))

@@ -307,76 +307,37 @@ class BuiltinRenderer:
 
 # --- checking the templates ahead of time -------------------------------------------------
 
+# fmt: off
+_EUR = "EUR"
 _SAMPLE_ORDER: Mapping[str, Any] = {
-    "id": "sample-1001",
-    "number": 1001,
-    "created_at": "2025-01-15T10:30:00+01:00",
-    "customer": {
-        "name": "Marie Curie",
-        "email": "marie@example.org",
-        "phone": "+33612345678",
-        "locale": "fr-FR",
-    },
-    "shipping_address": {
-        "name": "Marie Curie",
-        "line1": "11 rue Pierre et Marie Curie",
-        "line2": "Bâtiment B",
-        "city": "Paris",
-        "postal_code": "75005",
-        "country": "FR",
-    },
+    "id": "sample-1001", "number": 1001, "created_at": "2025-01-15T10:30:00+01:00",
+    "customer": {"name": "Marie Curie", "email": "marie@example.org", "phone": "+33612345678",
+                 "locale": "fr-FR"},
+    "shipping_address": {"name": "Marie Curie", "line1": "11 rue Pierre et Marie Curie",
+                         "line2": "Bâtiment B", "city": "Paris", "postal_code": "75005",
+                         "country": "FR"},
     "billing_address": None,
     "items": [
-        {
-            "sku": "MUG",
-            "name": "Mug",
-            "quantity": 2,
-            "unit_price": {"amount": "12.50", "currency": "EUR"},
-        },
-        {
-            "sku": "EBOOK",
-            "name": "E-book",
-            "quantity": 1,
-            "kind": "digital",
-            "unit_price": {"amount": "9.99", "currency": "EUR"},
-            "download_url": "https://example.org/dl/ebook",
-        },
-        {
-            "sku": "GIFT",
-            "name": "Gift card",
-            "quantity": 1,
-            "kind": "gift_card",
-            "unit_price": {"amount": "50", "currency": "EUR"},
-            "gift_card_code": "GIFT-1234",
-        },
+        {"sku": "MUG", "name": "Mug", "quantity": 2,
+         "unit_price": {"amount": "12.50", "currency": _EUR}},
+        {"sku": "EBOOK", "name": "E-book", "quantity": 1, "kind": "digital",
+         "unit_price": {"amount": "9.99", "currency": _EUR},
+         "download_url": "https://example.org/dl/ebook"},
+        {"sku": "GIFT", "name": "Gift card", "quantity": 1, "kind": "gift_card",
+         "unit_price": {"amount": "50", "currency": _EUR}, "gift_card_code": "GIFT-1234"},
     ],
-    "shipping": {
-        "type": "shipping",
-        "price": {"amount": "4.90", "currency": "EUR"},
-        "pickup_instructions": "Counter at the back of the shop, 10:00-18:00.",
-    },
-    "payment_status": "PAID",
-    "fulfilment_status": "SHIPPED",
+    "shipping": {"type": "shipping", "price": {"amount": "4.90", "currency": _EUR},
+                 "pickup_instructions": "Counter at the back of the shop, 10:00-18:00."},
+    "payment_status": "PAID", "fulfilment_status": "SHIPPED",
     "shipments": [
-        {
-            "id": "s1",
-            "parcels": [{"weight_g": 800}],
-            "items": [{"sku": "MUG", "quantity": 2}],
-            "carrier": "sandbox",
-            "service": "standard",
-            "tracking_number": "SB123456789FR",
-            "tracking_url": "https://track.example.org/SB123456789FR",
-        },
+        {"id": "s1", "parcels": [{"weight_g": 800}], "items": [{"sku": "MUG", "quantity": 2}],
+         "carrier": "sandbox", "service": "standard", "tracking_number": "SB123456789FR",
+         "tracking_url": "https://track.example.org/SB123456789FR"},
     ],
     "customer_comment": "Please ring twice.",
-    "refunded": {"amount": "12.50", "currency": "EUR"},
+    "refunded": {"amount": "12.50", "currency": _EUR},
 }
-
-_SAMPLE_STORE: Mapping[str, Any] = {
-    "name": "Maison Dupont",
-    "email": "shop@example.org",
-    "locale": "fr",
-}
+# fmt: on
 
 
 def _samples(lang: str) -> list[dict[str, Any]]:
@@ -402,7 +363,7 @@ def _samples(lang: str) -> list[dict[str, Any]]:
         data={"reason": "Address not found", "carrier": "sandbox"},
     )
     bare_change = StatusChange(bare.id, "payment", "AWAITING_PAYMENT", "PAID", 1)
-    store = {**_SAMPLE_STORE, "locale": lang}
+    store = {"name": "Maison Dupont", "email": "shop@example.org", "locale": lang}
     return [
         build_context(full, change, store, locale=lang),
         build_context(bare, bare_change, {"name": "Shop", "locale": lang}, locale=lang),

@@ -79,6 +79,16 @@ class SandboxCarrier:
     def __repr__(self) -> str:
         return f"SandboxCarrier(ledger={str(self.ledger.path)!r})"
 
+    def close(self) -> None:
+        """Release the ledger's pooled connections (they are reopened if used again)."""
+        self.ledger.close()
+
+    def __enter__(self) -> SandboxCarrier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # --- labels ---------------------------------------------------------------------------
 
     def buy_label(self, request: LabelRequest) -> PurchasedLabel:

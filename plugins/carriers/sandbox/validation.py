@@ -44,7 +44,7 @@ def check_label_request(request: LabelRequest) -> str:
                 f"in {address.country}",
             )
     if not request.parcels:
-        raise invalid("parcels", "no_parcels", "a label needs at least one parcel")
+        raise invalid("parcels", "no_parcels", "parcels is empty; a label needs at least one")
     for index, parcel in enumerate(request.parcels):
         field = f"parcels[{index}].weight_g"
         if parcel.weight_g <= 0:
@@ -84,4 +84,6 @@ def check_pickup_window(request: PickupRequest) -> None:
             f"window_end {request.window_end} is not after window_start {request.window_start}",
         )
     if not request.tracking_numbers:
-        raise invalid("tracking_numbers", "no_parcels", "a pickup needs at least one label")
+        raise invalid(
+            "tracking_numbers", "no_labels", "tracking_numbers is empty; a pickup needs a label"
+        )

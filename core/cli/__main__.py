@@ -1,0 +1,3 @@
+from fulfil.core.cli import main
+
+main()

@@ -1,0 +1,164 @@
+"""Maildir email sink: every email fulfil sends becomes a real message file you can open.
+
+Settings:
+
+- ``path`` (default ``"mail"``): the Maildir folder, relative to the plugin's data folder;
+  ``tmp/``, ``new/`` and ``cur/`` are created on the first message.
+- ``from`` (default ``"shop@localhost"``): the sender address when the message has none.
+
+Each message is an RFC 5322 file (multipart/alternative when there is HTML) whose name and
+``Message-ID`` derive from ``Message.dedupe_key``. It is written to ``tmp/`` and hard-linked
+into ``new/``, which fails if the name is taken, so the same message sent twice — a retry
+after a crash, or two workers racing — is stored once, whichever process gets there first.
+A message a mail reader already moved to ``cur/`` counts as delivered too.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import hashlib
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from fulfil.core import hookimpl
+from fulfil.core.context import PluginContext
+from fulfil.core.errors import NotifierError
+from fulfil.core.notifiers import Message, NotifierPlugin, Receipt
+
+__all__ = ["SETTINGS_SCHEMA", "MaildirNotifier"]
+
+NAME = "maildir"
+
+SETTINGS_SCHEMA: Mapping[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "maildir",
+    "description": "Write every email to a local Maildir folder instead of sending it.",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "path": {
+            "type": "string",
+            "minLength": 1,
+            "default": "mail",
+            "description": "Maildir folder; a relative path is resolved against the data folder.",
+        },
+        "from": {
+            "type": "string",
+            "minLength": 3,
+            "default": "shop@localhost",
+            "description": "Sender address (From) of messages that do not name one.",
+        },
+    },
+}
+
+
+class MaildirNotifier:
+    """Delivers ``Message`` objects into the Maildir at ``path``."""
+
+    def __init__(self, path: Path, sender: str = "shop@localhost") -> None:
+        self.path = path
+        self.sender = sender
+        self._ready = False
+
+    def send(self, message: Message) -> Receipt:
+        digest = hashlib.sha256(message.dedupe_key.encode()).hexdigest()
+        name = f"{digest[:40]}.fulfil"
+        sender = message.sender or self.sender
+        domain = email.utils.parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+        message_id = f"<{digest[:32]}@{domain}>"
+        try:
+            self._make_dirs()
+            if self._delivered(name):
+                return Receipt(provider_id=message_id, detail="already delivered")
+            data = _build(message, sender, message_id)
+            return self._deliver(name, data, message_id)
+        except OSError as exc:
+            raise NotifierError(
+                NAME, f"{self.path}: {exc.strerror or exc}", transient=True
+            ) from exc
+
+    def _make_dirs(self) -> None:
+        if not self._ready:
+            for sub in ("tmp", "new", "cur"):
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+            self._ready = True
+
+    def _delivered(self, name: str) -> bool:
+        if (self.path / "new" / name).exists():
+            return True
+        # A mail reader renames new/NAME to cur/NAME:2,<flags> once it has seen it.
+        with os.scandir(self.path / "cur") as entries:
+            return any(e.name == name or e.name.startswith(f"{name}:") for e in entries)
+
+    def _deliver(self, name: str, data: bytes, message_id: str) -> Receipt:
+        tmp = self.path / "tmp" / f"{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        target = self.path / "new" / name
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            try:
+                os.link(tmp, target)  # unlike rename, fails if another process got there first
+            except FileExistsError:
+                return Receipt(provider_id=message_id, detail="already delivered")
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(target.parent)
+        return Receipt(provider_id=message_id, detail=str(target))
+
+
+def _build(message: Message, sender: str, message_id: str) -> bytes:
+    if "@" not in email.utils.parseaddr(message.to)[1] or any(c in message.to for c in "\r\n"):
+        raise NotifierError(NAME, f"not an email address: {message.to!r}", transient=False)
+    mail = EmailMessage(policy=email.policy.SMTP)
+    try:
+        mail["From"] = sender
+        mail["To"] = message.to
+        mail["Subject"] = message.subject
+        mail["Date"] = email.utils.format_datetime(datetime.now(UTC))
+        mail["Message-ID"] = message_id
+        mail["Content-Language"] = message.locale
+        mail["X-Fulfil-Dedupe-Key"] = message.dedupe_key
+        mail["X-Fulfil-Order-Id"] = message.order_id
+        mail["X-Fulfil-Event"] = message.event
+        mail.set_content(message.text)
+        if message.html:
+            mail.add_alternative(message.html, subtype="html")
+        return mail.as_bytes()
+    except (ValueError, TypeError) as exc:  # e.g. a line break in a header: never retried
+        raise NotifierError(NAME, f"cannot write the message: {exc}", transient=False) from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _factory(settings: Mapping[str, Any], context: PluginContext) -> MaildirNotifier:
+    return MaildirNotifier(
+        context.path(settings.get("path", "mail")), settings.get("from", "shop@localhost")
+    )
+
+
+@hookimpl
+def fulfil_register_notifiers(register: Callable[[NotifierPlugin], None]) -> None:
+    register(
+        NotifierPlugin(
+            name=NAME,
+            channel="email",
+            factory=_factory,
+            settings_schema=SETTINGS_SCHEMA,
+            description="Writes emails into a local Maildir folder (open it with any mail reader).",
+        )
+    )

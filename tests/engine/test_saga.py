@@ -1,0 +1,97 @@
+"""The label purchase saga under carrier faults: nothing lost, nothing bought twice.
+
+Proved from the sandbox carrier's own ledger (what the "carrier" sold), not from the
+framework's bookkeeping.
+"""
+
+from __future__ import annotations
+
+from conftest import order_data, read_maildir
+
+from fulfil.core.hookspecs import hookimpl
+from fulfil.core.models import Order
+from fulfil.core.states import FulfilmentStatus as F
+from fulfil.core.worker import Worker
+from fulfil.plugins.carriers.sandbox.ledger import Ledger
+
+
+def no_wait(attempt: int, retry_after: float | None = None) -> float:
+    return 0.0
+
+
+def sandbox(**settings) -> dict:
+    return {"carriers": {"sandbox": {"settings": settings}}}
+
+
+def run_orders(engine, count: int, **kwargs) -> list[Order]:
+    orders = [Order.from_mapping(order_data(2000 + n, **kwargs)) for n in range(count)]
+    engine.place(orders)
+    engine.record_payment([o.id for o in orders], "paid")
+    with Worker(engine, backoff=no_wait, max_attempts=30) as worker:
+        worker.run(until_idle=True)
+    return [engine.get(o.id) for o in orders]
+
+
+def test_faults_never_lose_or_duplicate_a_label(make_engine):
+    engine = make_engine(sandbox(fail_5xx=0.25, fail_timeout=0.25, fail_429=0.2,
+                                 retry_after_s=0, seed=3))
+    orders = run_orders(engine, 40)
+    assert {o.fulfilment_status for o in orders} == {F.SHIPPED}
+    ledger = Ledger(engine.data_dir / "sandbox-ledger.sqlite")
+    shipments = {s.id for o in orders for s in o.shipments}
+    assert ledger.purchases_per_shipment() == dict.fromkeys(shipments, 1)
+    attempts = sum(ledger.attempts(f"{o.id}:{s.id}:1") for o in orders for s in o.shipments)
+    assert attempts > len(shipments)  # the faults really happened
+
+
+def test_unknown_outcome_is_reconciled_under_the_same_key(make_engine):
+    engine = make_engine(sandbox(fail_timeout=1.0))  # every call "times out" after it was made
+    (order,) = run_orders(engine, 1)
+    assert order.shipments[0].label is not None  # found by its key, not bought again
+    ledger = Ledger(engine.data_dir / "sandbox-ledger.sqlite")
+    assert [p["idempotency_key"] for p in ledger.purchases()] == [f"{order.id}:{order.id}-1:1"]
+
+
+def test_permanent_failure_alerts_the_merchant_with_the_carriers_reason(make_engine):
+    engine = make_engine()
+    (order,) = run_orders(engine, 1, postal_code="00000", locale="en")
+    assert order.fulfilment_status is F.PROCESSING
+    with engine.store.transaction() as tx:
+        (label,) = tx.labels_for(order.id)
+        dead = tx.outbox_rows(statuses=["dead"])
+    assert label.status == "failed" and "postal_code" in label.error
+    assert [r.kind for r in dead] == ["label"]
+    alerts = [m for m in read_maildir(engine.data_dir / "mail")
+              if m["X-Fulfil-Event"] == "label_failed"]
+    assert len(alerts) == 1 and alerts[0]["To"] == engine.config.store.email
+    assert "postal_code" in alerts[0].get_body(("plain",)).get_content()
+    assert not Ledger(engine.data_dir / "sandbox-ledger.sqlite").purchases()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @hookimpl
+    def fulfil_status_changed(self, change) -> None:
+        self.seen.append(change.new)
+
+
+class Broken:
+    @hookimpl
+    def fulfil_status_changed(self, change) -> None:
+        raise RuntimeError("listener bug")
+
+
+def test_a_failing_listener_stops_neither_the_others_nor_the_change(make_engine):
+    engine = make_engine()
+    recorder = Recorder()
+    engine.pm.register(Broken())
+    engine.pm.register(recorder)
+    engine.place([Order.from_mapping(order_data(3001, kind="digital"))])
+    engine.record_payment(["ord_3001"], "paid")
+    assert recorder.seen == ["PAID", "DELIVERED"]
+    assert engine.get("ord_3001").fulfilment_status is F.DELIVERED
+    with engine.store.transaction() as tx:
+        failures = [e for e in tx.events("ord_3001") if e.kind == "listener_failed"]
+    assert len(failures) == 2 and "listener bug" in failures[0].data["error"]
