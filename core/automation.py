@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
-
 from fulfil.core.models import FulfilmentType, Order, Parcel, Shipment, ShipmentItem
 from fulfil.core.routing import Route, candidates_for
 from fulfil.core.states import FulfilmentStatus as F
@@ -94,8 +93,9 @@ def request_label(work: Work, shipment: Shipment, generation: int = 1) -> None:
     """Commit a purchase intent (and its outbox row) before any carrier is called."""
     routes = routes_for(work, shipment)
     if not routes:
-        work.happen("label_failed", reason="no routing rule matches this shipment",
-                    shipment=shipment.id)
+        work.happen(
+            "label_failed", reason="no routing rule matches this shipment", shipment=shipment.id
+        )
         return
     route, fallback = routes[0], (routes[1] if len(routes) > 1 else None)
     add_label_intent(work, shipment, route, fallback, generation)
@@ -109,8 +109,13 @@ def add_label_intent(
         attrs.evolve(s, carrier=route.carrier, service=route.service) if s.id == shipment.id else s
         for s in order.shipments
     )
-    work.update(attrs.evolve(order, shipments=shipments), "label_requested",
-                shipment=shipment.id, carrier=route.carrier, service=route.service)
+    work.update(
+        attrs.evolve(order, shipments=shipments),
+        "label_requested",
+        shipment=shipment.id,
+        carrier=route.carrier,
+        service=route.service,
+    )
     key = f"{order.id}:{shipment.id}:{generation}"
     now = work.engine.clock.now().isoformat()
     work.tx.add_label_intent(
@@ -137,8 +142,9 @@ def void_labels(work: Work) -> None:
             work.tx.update_label(row.key, status="cancelled")
         elif row.status == "bought" and row.shipment_id in labels:
             label = labels[row.shipment_id]
-            work.enqueue("void", f"void:{row.key}", {"carrier": row.carrier,
-                                                     "label": label.to_mapping()})
+            work.enqueue(
+                "void", f"void:{row.key}", {"carrier": row.carrier, "label": label.to_mapping()}
+            )
 
 
 def ready_to_ship(order: Order, carriers_with_pickups: set[str]) -> bool:

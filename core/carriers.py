@@ -2,7 +2,7 @@
 
 A plugin registers a ``CarrierPlugin`` (through ``fulfil_register_carriers``) that
 *declares* its name, capabilities, origin countries, services, label formats and settings
-schema, and a ``factory(settings, client)`` that returns a ``Carrier`` bound to the
+schema, and a ``factory(settings, context)`` that returns a ``Carrier`` bound to the
 merchant's settings (``env:`` references resolved to ``Secret``) and a ``PluginContext``
 holding the ``httpx.Client`` the core built (timeouts and pooling live in one place; a
 plugin never builds its own client) and the folder it may keep files in.
@@ -16,7 +16,7 @@ unknown, and calls ``find_label`` to reconcile before retrying.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any, Protocol, runtime_checkable
 
@@ -118,7 +118,8 @@ class PickupConfirmation:
 @attrs.frozen
 class TrackingInfo:
     tracking_number: str
-    status: str  # pre_transit, in_transit, out_for_delivery, delivered, returned, failure
+    # pre_transit, in_transit, out_for_delivery, delivered, returned, failure, cancelled
+    status: str
     events: tuple[Mapping[str, Any], ...] = ()
 
 
@@ -128,13 +129,16 @@ class Carrier(Protocol):
 
     ========== ============================================================
     labels     ``buy_label(LabelRequest) -> PurchasedLabel`` and ``find_label(key)``
-    rates      ``quote(LabelRequest) -> list[Rate]``
+    rates      ``quote(LabelRequest) -> list[Rate]`` (every service when ``service`` is None)
     cancel     ``cancel_label(Label) -> None`` (void a bought label)
     returns    ``buy_label`` with ``LabelRequest.is_return`` set
-    pickups    ``schedule_pickup(PickupRequest) -> PickupConfirmation`` and
-               ``cancel_pickup(PickupConfirmation) -> None``
+    pickups    ``schedule_pickup(PickupRequest) -> PickupConfirmation`` (idempotent on
+               ``PickupRequest.idempotency_key``: an unknown outcome is settled by
+               retrying the same key) and ``cancel_pickup(PickupConfirmation) -> None``
     tracking   ``track(tracking_number) -> TrackingInfo``
     ========== ============================================================
+
+    An optional ``close()`` is called when the engine shuts down.
     """
 
     def buy_label(self, request: LabelRequest) -> PurchasedLabel: ...
@@ -142,6 +146,14 @@ class Carrier(Protocol):
     def find_label(self, idempotency_key: str) -> PurchasedLabel | None:
         """Reconcile an unknown outcome: the label bought under this key, if any."""
         ...
+
+
+def _capabilities(values: Iterable[str]) -> frozenset[Capability]:
+    return frozenset(Capability(v) for v in values)
+
+
+def _strings(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(values)
 
 
 CarrierFactory = Callable[[Mapping[str, Any], PluginContext], Any]
@@ -153,8 +165,8 @@ class CarrierPlugin:
 
     name: str
     factory: CarrierFactory
-    capabilities: frozenset[Capability] = attrs.field(converter=frozenset)
-    countries: frozenset[str] = attrs.field(converter=frozenset)  # origin; "*" = any
+    capabilities: frozenset[Capability] = attrs.field(converter=_capabilities)
+    countries: frozenset[str] = attrs.field(converter=_strings)  # origin; "*" = any
     services: tuple[str, ...] = ()
     label_formats: tuple[str, ...] = ("PDF",)
     settings_schema: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object"})

@@ -121,6 +121,7 @@ class Config:
     store: StoreSettings
     database_url: str  # a relative SQLite path already made absolute against base_dir
     carriers: Mapping[str, Mapping[str, Any]]  # enabled only: name -> settings (defaults in)
+    rate_limits: Mapping[str, float]  # carrier -> requests a second, where the config sets one
     routing: tuple[Rule, ...]
     notifiers: Mapping[str, Mapping[str, Any]]  # enabled only: name -> settings
     notifications: Mapping[str, Any]  # the [notifications] table, defaults in
@@ -208,6 +209,11 @@ def _build(data: Mapping[str, Any], registry: Registry, source: str, base_dir: P
         store=StoreSettings.from_mapping(filled["store"]),
         database_url=_absolute_sqlite_url(filled["database"]["url"], base_dir),
         carriers=settings("carriers", registry.carriers),
+        rate_limits={
+            name: float(table["rate_limit"])
+            for name, table in filled["carriers"].items()
+            if table["enabled"] and "rate_limit" in table
+        },
         routing=tuple(Rule.from_mapping(rule) for rule in filled["routing"]),
         notifiers=settings("notifiers", registry.notifiers),
         notifications=filled["notifications"],

@@ -17,26 +17,63 @@ __all__ = ["sample_orders"]
 
 PEOPLE: dict[str, list[dict[str, Any]]] = {
     "FR": [
-        {"name": "Camille Martin", "line1": "12 rue de Rivoli", "city": "Paris",
-         "postal_code": "75004", "locale": "fr", "phone": "+33612345678"},
-        {"name": "Léa Bernard", "line1": "3 place Bellecour", "city": "Lyon",
-         "postal_code": "69002", "locale": "fr-FR", "phone": None},
+        {
+            "name": "Camille Martin",
+            "line1": "12 rue de Rivoli",
+            "city": "Paris",
+            "postal_code": "75004",
+            "locale": "fr",
+            "phone": "+33612345678",
+        },
+        {
+            "name": "Léa Bernard",
+            "line1": "3 place Bellecour",
+            "city": "Lyon",
+            "postal_code": "69002",
+            "locale": "fr-FR",
+            "phone": None,
+        },
     ],
     "DE": [
-        {"name": "Jonas Müller", "line1": "Unter den Linden 5", "city": "Berlin",
-         "postal_code": "10117", "locale": "de", "phone": "+4915112345678"},
+        {
+            "name": "Jonas Müller",
+            "line1": "Unter den Linden 5",
+            "city": "Berlin",
+            "postal_code": "10117",
+            "locale": "de",
+            "phone": "+4915112345678",
+        },
     ],
     "GB": [
-        {"name": "Olivia Smith", "line1": "221B Baker Street", "city": "London",
-         "postal_code": "NW1 6XE", "locale": "en-GB", "phone": "+447911123456"},
+        {
+            "name": "Olivia Smith",
+            "line1": "221B Baker Street",
+            "city": "London",
+            "postal_code": "NW1 6XE",
+            "locale": "en-GB",
+            "phone": "+447911123456",
+        },
     ],
     "US": [
-        {"name": "Ethan Johnson", "line1": "350 Fifth Avenue", "city": "New York",
-         "postal_code": "10118", "region": "NY", "locale": "en-US", "phone": "+12125550123"},
+        {
+            "name": "Ethan Johnson",
+            "line1": "350 Fifth Avenue",
+            "city": "New York",
+            "postal_code": "10118",
+            "region": "NY",
+            "locale": "en-US",
+            "phone": "+12125550123",
+        },
     ],
     "ES": [
-        {"name": "Lucía García", "line1": "Calle de Alcalá 42", "city": "Madrid",
-         "postal_code": "28014", "locale": "es", "phone": None},
+        {
+            "name": "Lucía García",
+            "line1": "Calle de Alcalá 42",
+            "city": "Madrid",
+            "postal_code": "28014",
+            "locale": "es",
+            "phone": None,
+        },
     ],
 }
 
@@ -47,18 +84,32 @@ PRODUCTS = [
     {"sku": "BAG-04", "name": "Canvas tote bag", "price": "19.90", "weight_g": 250},
     {"sku": "TEA-05", "name": "Earl Grey loose tea 250 g", "price": "9.80", "weight_g": 300},
 ]
-EBOOK = {"sku": "EBOOK-01", "name": "Home brewing guide (PDF)", "price": "7.99", "weight_g": 0,
-         "kind": "digital", "download_url": "https://downloads.example.com/brewing-guide.pdf"}
-GIFT = {"sku": "GIFT-50", "name": "Gift card 50 EUR", "price": "50.00", "weight_g": 0,
-        "kind": "gift_card"}
+EBOOK = {
+    "sku": "EBOOK-01",
+    "name": "Home brewing guide (PDF)",
+    "price": "7.99",
+    "weight_g": 0,
+    "kind": "digital",
+    "download_url": "https://downloads.example.com/brewing-guide.pdf",
+}
+GIFT = {
+    "sku": "GIFT-50",
+    "name": "Gift card 50 EUR",
+    "price": "50.00",
+    "weight_g": 0,
+    "kind": "gift_card",
+}
 
 SPECIAL = ["digital", "gift_card", "local_delivery", "pickup", "offline", "mixed"]
 
 
 def _customer(person: dict[str, Any], n: int) -> dict[str, Any]:
     first = person["name"].split()[0].lower().encode("ascii", "ignore").decode() or "client"
-    customer = {"name": person["name"], "email": f"{first}.{n}@example.com",
-                "locale": person["locale"]}
+    customer = {
+        "name": person["name"],
+        "email": f"{first}.{n}@example.com",
+        "locale": person["locale"],
+    }
     if person.get("phone"):
         customer["phone"] = person["phone"]
     return customer
@@ -73,9 +124,14 @@ def _address(person: dict[str, Any], country: str) -> dict[str, Any]:
 
 
 def _line(product: dict[str, Any], quantity: int, code: str | None = None) -> dict[str, Any]:
-    line = {"sku": product["sku"], "name": product["name"], "quantity": quantity,
-            "unit_price": {"amount": product["price"], "currency": "EUR"},
-            "weight_g": product["weight_g"], "kind": product.get("kind", "physical")}
+    line = {
+        "sku": product["sku"],
+        "name": product["name"],
+        "quantity": quantity,
+        "unit_price": {"amount": product["price"], "currency": "EUR"},
+        "weight_g": product["weight_g"],
+        "kind": product.get("kind", "physical"),
+    }
     if "download_url" in product:
         line["download_url"] = product["download_url"]
     if code:
@@ -97,8 +153,7 @@ def sample_order(n: int, rng: random.Random, start: datetime) -> dict[str, Any]:
     else:
         picks = rng.sample(PRODUCTS, rng.randint(1, 3))
         items = [_line(p, rng.randint(1, 3)) for p in picks]
-    shipping: dict[str, Any] = {"type": "shipping",
-                                "price": {"amount": "6.90", "currency": "EUR"}}
+    shipping: dict[str, Any] = {"type": "shipping", "price": {"amount": "6.90", "currency": "EUR"}}
     if special == "local_delivery":
         shipping = {"type": "local_delivery", "price": {"amount": "4.00", "currency": "EUR"}}
     elif special == "pickup":

@@ -18,14 +18,13 @@ from typing import Any
 import attrs
 import httpx
 import pluggy
-
 from fulfil.core.automation import start_fulfilment
 from fulfil.core.carriers import Capability, CarrierPlugin
 from fulfil.core.clock import Clock, SystemClock
 from fulfil.core.config import Config
 from fulfil.core.context import PluginContext
 from fulfil.core.errors import InputError, OrderNotFound
-from fulfil.core.models import Address, LineItem, Money, Note, Order, Shipment, ShipmentItem, Parcel
+from fulfil.core.models import Address, LineItem, Money, Note, Order, Parcel, Shipment, ShipmentItem
 from fulfil.core.notifiers import Channel
 from fulfil.core.plugins import Hooks, make_plugin_manager
 from fulfil.core.secrets import resolve_secrets
@@ -79,6 +78,10 @@ class Engine:
         self.plugin_context = PluginContext(client=self.http, data_dir=self.data_dir)
 
     def close(self) -> None:
+        for plugin in [*self._carriers.values(), *self._notifiers.values()]:
+            close = getattr(plugin, "close", None)
+            if close is not None:
+                close()
         self.store.close()
         self.http.close()
 
@@ -98,6 +101,11 @@ class Engine:
     def carriers_with_pickups(self) -> set[str]:
         return {n for n, p in self.carrier_plugins.items() if p.supports(Capability.PICKUPS)}
 
+    def rate_limit(self, carrier: str) -> float | None:
+        """Requests a second: the merchant's setting, else what the plugin declares."""
+        configured = self.config.rate_limits.get(carrier)
+        return configured if configured is not None else self.carrier_plugins[carrier].rate_limit
+
     @cached_property
     def _carriers(self) -> dict[str, Any]:
         return {}
@@ -106,9 +114,7 @@ class Engine:
         """The carrier ``name`` bound to its settings (built once, on first use)."""
         if name not in self._carriers:
             settings = resolve_secrets(self.config.carriers[name], f"carriers.{name}.settings")
-            self._carriers[name] = self.carrier_plugins[name].factory(
-                settings, self.plugin_context
-            )
+            self._carriers[name] = self.carrier_plugins[name].factory(settings, self.plugin_context)
         return self._carriers[name]
 
     @cached_property
@@ -237,37 +243,55 @@ class Engine:
             raise OrderNotFound(order_id)
         return order
 
-    def record_payment(self, order_ids: Sequence[str], action: str, *, actor: str = "staff",
-                       expected_version: int | None = None) -> list[Order]:
+    def record_payment(
+        self,
+        order_ids: Sequence[str],
+        action: str,
+        *,
+        actor: str = "staff",
+        expected_version: int | None = None,
+    ) -> list[Order]:
         if action not in PAYMENT_ACTIONS:
             raise InputError(f"payment action: {action!r} is not one of {sorted(PAYMENT_ACTIONS)}")
         target = PAYMENT_ACTIONS[action]
-        return self._change(order_ids, lambda w: w.move("payment", target), actor=actor,
-                            expected_version=expected_version)
+        return self._change(
+            order_ids,
+            lambda w: w.move("payment", target),
+            actor=actor,
+            expected_version=expected_version,
+        )
 
-    def refund(self, order_id: str, amount: Decimal | None = None, *, actor: str = "staff"
-               ) -> Order:
+    def refund(
+        self, order_id: str, amount: Decimal | None = None, *, actor: str = "staff"
+    ) -> Order:
         """Record a refund; the cumulative amount decides PARTIALLY_REFUNDED or REFUNDED."""
 
         def refund(work: Work) -> None:
             order = work.order
             total = order.total
             already = order.refunded or Money.zero(order.currency)
-            this = Money(amount, order.currency) if amount is not None else Money(
-                total.amount - already.amount, order.currency)
+            this = (
+                Money(amount, order.currency)
+                if amount is not None
+                else Money(total.amount - already.amount, order.currency)
+            )
             if this.amount <= 0 or already.amount + this.amount > total.amount:
-                raise InputError(f"refund amount: {this.amount} is not between 0 and "
-                                 f"{total.amount - already.amount} (what is left to refund)")
+                raise InputError(
+                    f"refund amount: {this.amount} is not between 0 and "
+                    f"{total.amount - already.amount} (what is left to refund)"
+                )
             refunded = already + this
             work.order = attrs.evolve(order, refunded=refunded)
             full = refunded.amount >= total.amount
-            work.move("payment", P.REFUNDED if full else P.PARTIALLY_REFUNDED,
-                      amount=str(this.amount))
+            work.move(
+                "payment", P.REFUNDED if full else P.PARTIALLY_REFUNDED, amount=str(this.amount)
+            )
 
         return self._change([order_id], refund, actor=actor)[0]
 
-    def cancel(self, order_ids: Sequence[str], *, actor: str = "staff",
-               notify_customer: bool = True) -> list[Order]:
+    def cancel(
+        self, order_ids: Sequence[str], *, actor: str = "staff", notify_customer: bool = True
+    ) -> list[Order]:
         def cancel(work: Work) -> None:
             if work.order.payment_status in (P.INCOMPLETE, P.AWAITING_PAYMENT):
                 work.move("payment", P.CANCELLED)  # cascades to WILL_NOT_DELIVER
@@ -276,15 +300,23 @@ class Engine:
 
         return self._change(order_ids, cancel, actor=actor, notify_customer=notify_customer)
 
-    def edit(self, order_id: str, *, shipping_address: Address | None = None,
-             items: Sequence[LineItem] | None = None, actor: str = "staff") -> Order:
+    def edit(
+        self,
+        order_id: str,
+        *,
+        shipping_address: Address | None = None,
+        items: Sequence[LineItem] | None = None,
+        actor: str = "staff",
+    ) -> Order:
         """Change the address or items while the order is still AWAITING_PROCESSING."""
 
         def edit(work: Work) -> None:
             order = work.order
             if order.fulfilment_status is not F.AWAITING_PROCESSING:
-                raise InputError(f"order {order.id}: cannot be edited once fulfilment started "
-                                 f"(it is {order.fulfilment_status})")
+                raise InputError(
+                    f"order {order.id}: cannot be edited once fulfilment started "
+                    f"(it is {order.fulfilment_status})"
+                )
             before = order.to_mapping()
             changed = attrs.evolve(
                 order,
@@ -292,8 +324,11 @@ class Engine:
                 items=tuple(items) if items is not None else order.items,
             )
             after = changed.to_mapping()
-            diff = {k: {"before": before.get(k), "after": after.get(k)}
-                    for k in ("shipping_address", "items") if before.get(k) != after.get(k)}
+            diff = {
+                k: {"before": before.get(k), "after": after.get(k)}
+                for k in ("shipping_address", "items")
+                if before.get(k) != after.get(k)
+            }
             if diff:
                 work.update(changed, "edit", changes=diff)
 
@@ -314,12 +349,20 @@ class Engine:
         """Start fulfilment by hand (e.g. for a store that allows unpaid fulfilment)."""
         return self._change(order_ids, start_fulfilment, actor=actor)
 
-    def ship(self, order_ids: Sequence[str], tracking: Sequence[str] = (), *,
-             actor: str = "staff", notify_customer: bool = True) -> list[Order]:
+    def ship(
+        self,
+        order_ids: Sequence[str],
+        tracking: Sequence[str] = (),
+        *,
+        actor: str = "staff",
+        notify_customer: bool = True,
+    ) -> list[Order]:
         """Mark orders SHIPPED, with tracking numbers paired to ids in order: one message."""
         if tracking and len(tracking) != len(order_ids):
-            raise InputError(f"--tracking: {len(tracking)} numbers given for "
-                             f"{len(order_ids)} orders; give one per order or none")
+            raise InputError(
+                f"--tracking: {len(tracking)} numbers given for "
+                f"{len(order_ids)} orders; give one per order or none"
+            )
         numbers = dict(zip(order_ids, tracking, strict=False))
 
         def ship(work: Work) -> None:
@@ -335,11 +378,21 @@ class Engine:
 
         return self._change(order_ids, ship, actor=actor, notify_customer=notify_customer)
 
-    def mark(self, order_ids: Sequence[str], status: F, *, actor: str = "staff",
-             notify_customer: bool = True) -> list[Order]:
+    def mark(
+        self,
+        order_ids: Sequence[str],
+        status: F,
+        *,
+        actor: str = "staff",
+        notify_customer: bool = True,
+    ) -> list[Order]:
         """Move the fulfilment status by hand (out for delivery, delivered, returned...)."""
-        return self._change(order_ids, lambda w: w.move("fulfilment", status), actor=actor,
-                            notify_customer=notify_customer)
+        return self._change(
+            order_ids,
+            lambda w: w.move("fulfilment", status),
+            actor=actor,
+            notify_customer=notify_customer,
+        )
 
 
 def _with_tracking(order: Order, number: str) -> Order:
@@ -347,10 +400,15 @@ def _with_tracking(order: Order, number: str) -> Order:
     shipments = order.shipments or (
         Shipment(
             id=f"{order.id}-1",
-            parcels=(Parcel(weight_g=sum(i.weight_g * i.quantity for i in order.physical_items)
-                            or 100),),
+            parcels=(
+                Parcel(weight_g=sum(i.weight_g * i.quantity for i in order.physical_items) or 100),
+            ),
             items=tuple(ShipmentItem(i.sku, i.quantity) for i in order.physical_items),
         ),
     )
-    return attrs.evolve(order, shipments=tuple(
-        s if s.is_trackable else attrs.evolve(s, tracking_number=number) for s in shipments))
+    return attrs.evolve(
+        order,
+        shipments=tuple(
+            s if s.is_trackable else attrs.evolve(s, tracking_number=number) for s in shipments
+        ),
+    )

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import attrs
-
 from fulfil.core import automation
 from fulfil.core.carriers import PickupRequest
 from fulfil.core.errors import CarrierError
@@ -62,8 +61,9 @@ def book_due(engine: Engine) -> list[Pickup]:
     return booked
 
 
-def _book(engine: Engine, carrier: str, day: date, shipments: list[tuple[str, str]]
-          ) -> Pickup | None:
+def _book(
+    engine: Engine, carrier: str, day: date, shipments: list[tuple[str, str]]
+) -> Pickup | None:
     store = engine.config.store
     assert store.origin is not None
     pickup_id = f"pickup:{carrier}:{day.isoformat()}:{LOCATION}"
@@ -84,10 +84,16 @@ def _book(engine: Engine, carrier: str, day: date, shipments: list[tuple[str, st
         shipment_ids=tuple(s.id for s in covered),
     )
     with engine.store.transaction() as tx:
-        tx.add_pickup_intent({
-            "id": pickup_id, "carrier": carrier, "day": pickup.day, "status": "intent",
-            "data": pickup.to_mapping(), "created_at": engine.clock.now().isoformat(),
-        })
+        tx.add_pickup_intent(
+            {
+                "id": pickup_id,
+                "carrier": carrier,
+                "day": pickup.day,
+                "status": "intent",
+                "data": pickup.to_mapping(),
+                "created_at": engine.clock.now().isoformat(),
+            }
+        )
     request = PickupRequest(
         idempotency_key=pickup_id,
         day=day,
@@ -109,8 +115,9 @@ def _book(engine: Engine, carrier: str, day: date, shipments: list[tuple[str, st
         return None
     pickup = attrs.evolve(pickup, confirmation=confirmation.confirmation)
     with engine.store.transaction() as tx:
-        tx.update_pickup(pickup_id, status="booked", confirmation=pickup.confirmation,
-                         data=pickup.to_mapping())
+        tx.update_pickup(
+            pickup_id, status="booked", confirmation=pickup.confirmation, data=pickup.to_mapping()
+        )
     engine.hooks.pickup_scheduled(pickup)
     return pickup
 
@@ -128,10 +135,16 @@ def _attach(engine: Engine, pickup: Pickup, shipments: list[tuple[str, str]]) ->
                 continue
             work = Work(engine, tx, order, f"plugin:{pickup.carrier}")
             work.update(
-                attrs.evolve(order, shipments=tuple(
-                    attrs.evolve(s, pickup_id=pickup.id) if s.id in ids else s
-                    for s in order.shipments)),
-                "pickup", pickup=pickup.id, day=pickup.day,
+                attrs.evolve(
+                    order,
+                    shipments=tuple(
+                        attrs.evolve(s, pickup_id=pickup.id) if s.id in ids else s
+                        for s in order.shipments
+                    ),
+                ),
+                "pickup",
+                pickup=pickup.id,
+                day=pickup.day,
             )
             automation.maybe_ship(work, pickup=pickup.id)
             work.commit()

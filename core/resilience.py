@@ -57,12 +57,10 @@ class TokenBucket:
                 if wait <= 0 and self.rate is None:
                     return
                 if wait <= 0 and self.rate is not None:
-                    self.tokens = min(
-                        self.capacity, self.tokens + (now - self.updated) * self.rate
-                    )
+                    self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
                     self.updated = now
-                    if self.tokens >= 1:
-                        self.tokens -= 1
+                    if self.tokens >= 1 - 1e-9:  # float sums of refills may fall a hair short
+                        self.tokens = max(self.tokens - 1, 0.0)
                         return
                     wait = (1 - self.tokens) / self.rate
             self.sleep(wait)
@@ -78,7 +76,10 @@ class CircuitBreaker:
     """Opens after ``threshold`` failures in a row; lets one trial through after ``cooldown``."""
 
     def __init__(
-        self, threshold: int = 5, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic
+        self,
+        threshold: int = 5,
+        cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.threshold = threshold
         self.cooldown = cooldown

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import attrs
-
 from fulfil.core import automation
 from fulfil.core.carriers import CustomsItem, LabelRequest, PurchasedLabel
 from fulfil.core.errors import CarrierError
@@ -29,7 +28,36 @@ if TYPE_CHECKING:
 
 # The EU customs union (plus Monaco): parcels between these need no customs declaration.
 CUSTOMS_UNION = frozenset(
-    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE MC".split()
+    [
+        "AT",
+        "BE",
+        "BG",
+        "HR",
+        "CY",
+        "CZ",
+        "DK",
+        "EE",
+        "FI",
+        "FR",
+        "DE",
+        "GR",
+        "HU",
+        "IE",
+        "IT",
+        "LV",
+        "LT",
+        "LU",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SK",
+        "SI",
+        "ES",
+        "SE",
+        "MC",
+    ]
 )
 
 DOCUMENT_SUFFIX = {"PDF": "pdf", "ZPL": "zpl", "PNG": "png"}
@@ -47,13 +75,17 @@ def needs_customs(origin: str, destination: str) -> bool:
     return origin != destination and not (origin in CUSTOMS_UNION and destination in CUSTOMS_UNION)
 
 
-def label_request(engine: Engine, order: Order, shipment: Shipment, key: str,
-                  service: str | None) -> LabelRequest:
+def label_request(
+    engine: Engine, order: Order, shipment: Shipment, key: str, service: str | None
+) -> LabelRequest:
     origin = engine.config.store.origin
     if origin is None or order.shipping_address is None:
-        raise CarrierError(shipment.carrier or "?", "validation",
-                           "a sender (store.origin) and a recipient address are required",
-                           field="store.origin" if origin is None else "shipping_address")
+        raise CarrierError(
+            shipment.carrier or "?",
+            "validation",
+            "a sender (store.origin) and a recipient address are required",
+            field="store.origin" if origin is None else "shipping_address",
+        )
     customs: tuple[CustomsItem, ...] = ()
     if needs_customs(origin.country, order.shipping_address.country):
         by_sku = {item.sku: item for item in order.items}
@@ -128,8 +160,14 @@ def settle_bought(engine: Engine, key: str, bought: PurchasedLabel) -> Work | No
         order = tx.load_order(intent.order_id)
         assert order is not None
         now = engine.clock.now().isoformat()
-        tx.update_label(key, status="bought", tracking_number=bought.tracking_number,
-                        document_path=path, error=None, updated_at=now)
+        tx.update_label(
+            key,
+            status="bought",
+            tracking_number=bought.tracking_number,
+            document_path=path,
+            error=None,
+            updated_at=now,
+        )
         label = Label(
             carrier=intent.carrier,
             service=bought.service,
@@ -142,15 +180,25 @@ def settle_bought(engine: Engine, key: str, bought: PurchasedLabel) -> Work | No
             tracking_url=bought.tracking_url,
         )
         shipments = tuple(
-            attrs.evolve(s, label=label, tracking_number=label.tracking_number,
-                         tracking_url=label.tracking_url)
-            if s.id == intent.shipment_id else s
+            attrs.evolve(
+                s,
+                label=label,
+                tracking_number=label.tracking_number,
+                tracking_url=label.tracking_url,
+            )
+            if s.id == intent.shipment_id
+            else s
             for s in order.shipments
         )
         work = Work(engine, tx, order, f"plugin:{intent.carrier}")
-        work.update(attrs.evolve(order, shipments=shipments), "label", key=key,
-                    carrier=intent.carrier, tracking_number=label.tracking_number,
-                    cost=label.cost.to_mapping())
+        work.update(
+            attrs.evolve(order, shipments=shipments),
+            "label",
+            key=key,
+            carrier=intent.carrier,
+            tracking_number=label.tracking_number,
+            cost=label.cost.to_mapping(),
+        )
         automation.maybe_ship(work)
         work.commit()
     shipment = next(s for s in work.order.shipments if s.id == intent.shipment_id)
@@ -160,8 +208,9 @@ def settle_bought(engine: Engine, key: str, bought: PurchasedLabel) -> Work | No
 
 def mark_unknown(engine: Engine, key: str, error: CarrierError) -> None:
     with engine.store.transaction() as tx:
-        tx.update_label(key, status="unknown", error=str(error),
-                        updated_at=engine.clock.now().isoformat())
+        tx.update_label(
+            key, status="unknown", error=str(error), updated_at=engine.clock.now().isoformat()
+        )
 
 
 def settle_failed(engine: Engine, key: str, error: CarrierError) -> tuple[Work | None, bool]:
@@ -182,14 +231,17 @@ def settle_failed(engine: Engine, key: str, error: CarrierError) -> tuple[Work |
         if fall_back:
             tx.update_label(key, status="superseded", error=str(error), updated_at=now)
             generation = int(key.rsplit(":", 1)[1]) + 1
-            automation.add_label_intent(
-                work, shipment, Route(**intent.fallback), None, generation
-            )
+            automation.add_label_intent(work, shipment, Route(**intent.fallback), None, generation)
             work.event("label_fallback", key=key, reason=str(error))
         else:
             tx.update_label(key, status="failed", error=str(error), updated_at=now)
-            work.happen("label_failed", reason=error.message, carrier=error.carrier,
-                        code=error.code, field=error.field, shipment=shipment.id)
+            work.happen(
+                "label_failed",
+                reason=error.message,
+                carrier=error.carrier,
+                code=error.code,
+                field=error.field,
+                shipment=shipment.id,
+            )
         work.commit()
     return work, fall_back
-

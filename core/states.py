@@ -180,9 +180,11 @@ def apply(
     """Check and apply one move; return the new order and the change it made."""
     check(order, machine, target, policy)
     old = _current(order, machine)
-    field = "payment_status" if machine == "payment" else "fulfilment_status"
-    status = PaymentStatus(target) if machine == "payment" else FulfilmentStatus(target)
-    new = attrs.evolve(order, **{field: status, "version": order.version + 1})
+    version = order.version + 1
+    if machine == "payment":
+        new = attrs.evolve(order, payment_status=PaymentStatus(target), version=version)
+    else:
+        new = attrs.evolve(order, fulfilment_status=FulfilmentStatus(target), version=version)
     change = StatusChange(
         order.id, machine, old, target, new.version, actor, notify_customer, data or {}
     )

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-
 from fulfil.core import automation, states
 from fulfil.core.messages import notifications
 from fulfil.core.models import Event, Order
@@ -85,7 +84,9 @@ class Work:
 
     def event(self, kind: str, **data: Any) -> None:
         self.events.append(
-            Event(self.order.id, self.order.version, self.engine.clock.now(), kind, self.actor, data)
+            Event(
+                self.order.id, self.order.version, self.engine.clock.now(), kind, self.actor, data
+            )
         )
 
     def enqueue(self, kind: str, dedupe_key: str, payload: dict[str, Any]) -> None:

@@ -21,7 +21,6 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any
 
 import attrs
-
 from fulfil.core import pickups, saga
 from fulfil.core.engine import Engine
 from fulfil.core.errors import CarrierError, NotifierError
@@ -150,8 +149,10 @@ class Worker:
             job = saga.prepare(engine, row.payload["key"])
             if job is None:
                 return None
-            return (lambda: self._guarded(job.carrier, lambda: saga.call(engine, job)),
-                    lambda bought: self._bought(row, job, bought))
+            return (
+                lambda: self._guarded(job.carrier, lambda: saga.call(engine, job)),
+                lambda bought: self._bought(row, job, bought),
+            )
         if row.kind == "notification":
             message = Message.from_mapping(row.payload["message"])
             notifier = engine.notifier(row.payload["notifier"])
@@ -170,9 +171,7 @@ class Worker:
         breaker = self.breakers.setdefault(carrier, CircuitBreaker())
         if breaker.is_open:
             raise CarrierError(carrier, "unavailable", "circuit open after repeated failures")
-        bucket = self.buckets.setdefault(
-            carrier, TokenBucket(self.engine.carrier_plugins[carrier].rate_limit)
-        )
+        bucket = self.buckets.setdefault(carrier, TokenBucket(self.engine.rate_limit(carrier)))
         bucket.acquire()
         try:
             result = call()
@@ -203,14 +202,27 @@ class Worker:
         now = engine.clock.now()
         with engine.store.transaction() as tx:
             for row in rows:
-                tx.finish(row.id, self.owner, now.isoformat(), status="done",
-                          attempts=row.attempts + 1, last_error=None)
+                tx.finish(
+                    row.id,
+                    self.owner,
+                    now.isoformat(),
+                    status="done",
+                    attempts=row.attempts + 1,
+                    last_error=None,
+                )
             message_events = [
-                Event(row.order_id, int(row.payload.get("version", 0)), now, "notification",
-                      f"plugin:{row.payload['notifier']}",
-                      {"template": row.payload["message"]["event"],
-                       "channel": row.payload["message"]["channel"],
-                       "audience": row.payload["message"]["audience"]})
+                Event(
+                    row.order_id,
+                    int(row.payload.get("version", 0)),
+                    now,
+                    "notification",
+                    f"plugin:{row.payload['notifier']}",
+                    {
+                        "template": row.payload["message"]["event"],
+                        "channel": row.payload["message"]["channel"],
+                        "audience": row.payload["message"]["audience"],
+                    },
+                )
                 for row in rows
             ]
             tx.add_events(message_events)
@@ -232,8 +244,12 @@ class Worker:
                 if work is not None:
                     engine.after_commit([work])
                 self.stats.add("labels_fallback" if fell_back else "labels_failed")
-                self._finish(row, status="done" if fell_back else "dead",
-                             attempts=attempts, last_error=str(error))
+                self._finish(
+                    row,
+                    status="done" if fell_back else "dead",
+                    attempts=attempts,
+                    last_error=str(error),
+                )
                 return
             self._finish(row, status="dead", attempts=attempts, last_error=str(error))
             return
@@ -253,12 +269,18 @@ class Worker:
         else:
             self._finish(row, status="dead", attempts=attempts, last_error=text)
 
-    def _retry(self, row: Any, attempts: int, error: BaseException, retry_after: float | None
-               ) -> None:
+    def _retry(
+        self, row: Any, attempts: int, error: BaseException, retry_after: float | None
+    ) -> None:
         delay = self.backoff(attempts, retry_after=retry_after)
         self.stats.add("retries")
-        self._finish(row, status="pending", attempts=attempts, last_error=str(error),
-                     available_at=self.engine.clock.time() + delay)
+        self._finish(
+            row,
+            status="pending",
+            attempts=attempts,
+            last_error=str(error),
+            available_at=self.engine.clock.time() + delay,
+        )
 
     def _finish(self, row: Any, **values: Any) -> None:
         engine = self.engine

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import tomli_w
-
 from fulfil.core.config import Config, default_config_text, load_config
 from fulfil.core.engine import Engine
 from fulfil.core.plugins import Hooks, make_plugin_manager
@@ -87,8 +86,13 @@ def order_data(
         line["download_url"] = "https://downloads.example.com/guide.pdf"
     if kind == "gift_card":
         line["gift_card_code"] = "GIFT-1234-ABCD"
-    address = {"name": "Camille Martin", "line1": "12 rue de Rivoli", "city": "Paris",
-               "postal_code": postal_code, "country": country}
+    address = {
+        "name": "Camille Martin",
+        "line1": "12 rue de Rivoli",
+        "city": "Paris",
+        "postal_code": postal_code,
+        "country": country,
+    }
     customer: dict[str, Any] = {"name": "Camille Martin", "email": f"c{number}@example.com"}
     if locale:
         customer["locale"] = locale

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import order_data
-
+from conftest import order_data, read_maildir
 from fulfil.core.cli import main
 
 
@@ -129,6 +128,42 @@ def test_demo_runs_the_whole_pipeline(cli, tmp_path):
     result = cli("demo", "--out", "demo", "--orders", "12")
     assert result.exit_code == 0, result.output
     out = tmp_path / "demo"
-    labels = list((out / "labels").glob("*.pdf"))
-    assert labels and all(p.read_bytes().startswith(b"%PDF") for p in labels)
-    assert list((out / "mail" / "new").iterdir())
+    config = str(out / "fulfil.toml")
+    orders = json.loads(cli("--config", config, "orders", "list", "--json").output)
+    shipped = [o for o in orders if o["fulfilment_status"] == "SHIPPED"]
+    details = [
+        json.loads(cli("--config", config, "orders", "show", o["id"], "--json").output)
+        for o in shipped
+    ]
+    parcels = [s for d in details for s in d["order"]["shipments"]]
+    labels = sorted((out / "labels").glob("*.pdf"))
+    assert len(labels) == len(parcels) > 0
+    assert all(p.read_bytes().startswith(b"%PDF") for p in labels)
+    assert len({s["pickup_id"] for s in parcels}) == 1  # one carrier, one day: one pickup
+
+    mails = read_maildir(out / "mail")
+    subjects = [m["Subject"] for m in mails]
+    for o in orders:
+        assert f"[Demo Store], new order #{o['number']}" in subjects
+    by_order = {}
+    for m in mails:
+        by_order.setdefault(m["X-Fulfil-Order-Id"], []).append(m)
+    for d in details:
+        customer = d["order"]["customer"]
+        events = {
+            m["X-Fulfil-Event"] for m in by_order[d["order"]["id"]] if m["To"] == customer["email"]
+        }
+        assert {"order_placed", "order_shipped"} <= events
+        if customer.get("locale", "").startswith("fr"):
+            texts = [
+                m.get_body(("plain",)).get_content()
+                for m in by_order[d["order"]["id"]]
+                if m["To"] == customer["email"]
+            ]
+            assert all("commande" in t for t in texts)
+    statuses = {o["id"]: o["fulfilment_status"] for o in orders}
+    assert statuses["ord_1000"] == statuses["ord_1001"] == "DELIVERED"  # digital, gift card
+    bodies = " ".join(
+        m.get_body(("plain",)).get_content() for m in by_order["ord_1000"] + by_order["ord_1001"]
+    )
+    assert "https://downloads.example.com/brewing-guide.pdf" in bodies and "GIFT-" in bodies

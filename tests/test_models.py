@@ -10,9 +10,6 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from fulfil.core.models import (
     Address,
     Customer,
@@ -31,6 +28,8 @@ from fulfil.core.models import (
     ShippingOption,
 )
 from fulfil.core.states import FulfilmentStatus, PaymentStatus
+from hypothesis import given
+from hypothesis import strategies as st
 
 # --------------------------------------------------------------------------- strategies
 # Every strategy builds the *canonical* mapping: the keys ``to_mapping`` always writes are
@@ -272,7 +271,14 @@ def test_minimal_order_defaults() -> None:
             "number": "12",
             "created_at": "2026-05-01T10:00:00+02:00",
             "customer": {"name": "Ada", "email": "ada@example.test"},
-            "items": [{"sku": "A", "name": "A", "quantity": 1, "unit_price": {"amount": "1", "currency": "EUR"}}],
+            "items": [
+                {
+                    "sku": "A",
+                    "name": "A",
+                    "quantity": 1,
+                    "unit_price": {"amount": "1", "currency": "EUR"},
+                }
+            ],
         }
     )
     assert order.id == "7" and order.number == 12
@@ -378,8 +384,19 @@ def test_total_of_a_known_order() -> None:
             "customer": {"name": "Ada", "email": "ada@example.test"},
             "currency": "EUR",
             "items": [
-                {"sku": "A", "name": "Mug", "quantity": 3, "unit_price": {"amount": "4.10", "currency": "EUR"}},
-                {"sku": "B", "name": "Ebook", "quantity": 1, "kind": "digital", "unit_price": {"amount": "0.20", "currency": "EUR"}},
+                {
+                    "sku": "A",
+                    "name": "Mug",
+                    "quantity": 3,
+                    "unit_price": {"amount": "4.10", "currency": "EUR"},
+                },
+                {
+                    "sku": "B",
+                    "name": "Ebook",
+                    "quantity": 1,
+                    "kind": "digital",
+                    "unit_price": {"amount": "0.20", "currency": "EUR"},
+                },
             ],
             "shipping": {"type": "shipping", "price": {"amount": "5.99", "currency": "EUR"}},
         }
@@ -426,9 +443,7 @@ def test_is_digital_only_table(kinds: list[str], digital_only: bool) -> None:
         LineItem(f"S{n}", "x", 1, Money(Decimal(1), "EUR"), kind=ItemKind(k))
         for n, k in enumerate(kinds)
     )
-    order = Order(
-        "o", 1, "s", datetime(2026, 1, 1), Customer("a", "a@b.c"), None, None, items
-    )
+    order = Order("o", 1, "s", datetime(2026, 1, 1), Customer("a", "a@b.c"), None, None, items)
     assert order.is_digital_only is digital_only
 
 
@@ -441,7 +456,9 @@ _LABEL = Label("sandbox", "std", "TRK1", "PDF", _COST)
     [(None, None, False), (_LABEL, None, True), (None, "TRK2", True), (_LABEL, "TRK1", True)],
 )
 def test_shipment_is_trackable(label: Label | None, tracking: str | None, trackable: bool) -> None:
-    shipment = Shipment("s1", (Parcel(500),), (ShipmentItem("A", 1),), label=label, tracking_number=tracking)
+    shipment = Shipment(
+        "s1", (Parcel(500),), (ShipmentItem("A", 1),), label=label, tracking_number=tracking
+    )
     assert shipment.is_trackable is trackable
 
 
@@ -561,7 +578,9 @@ def test_every_object_in_an_order_is_frozen(order: Order) -> None:
         ShipmentItem("A", 1),
         _LABEL,
         Shipment("s", (), ()),
-        Pickup("p", "sandbox", "2026-05-01", "09:00", "12:00", Address("n", "l", "c", "1", "FR"), ()),
+        Pickup(
+            "p", "sandbox", "2026-05-01", "09:00", "12:00", Address("n", "l", "c", "1", "FR"), ()
+        ),
         Note(datetime(2026, 1, 1), "staff:1", "hi"),
         Event("o", 1, datetime(2026, 1, 1), "note", "system"),
     ],

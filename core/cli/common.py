@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-
 from fulfil.core import __version__
 from fulfil.core.config import Config, load_config
 from fulfil.core.errors import FulfilError, InvalidTransition, ValidationFailed
 from fulfil.core.plugins import Hooks, make_plugin_manager
+from rich.console import Console
 
 DEFAULT_CONFIG = "fulfil.toml"
 
@@ -32,8 +31,9 @@ class FulfilGroup(click.Group):
             return super().invoke(ctx)
         except ValidationFailed as error:
             for problem in error.problems:
-                err_console.print(f"[red]error[/red]: {problem}", highlight=False, markup=True,
-                                  soft_wrap=True)
+                err_console.print(
+                    f"[red]error[/red]: {problem}", highlight=False, markup=True, soft_wrap=True
+                )
             ctx.exit(1)
         except (FulfilError, InvalidTransition) as error:
             err_console.print(f"[red]error[/red]: {error}", highlight=False, soft_wrap=True)

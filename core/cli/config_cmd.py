@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
 from fulfil.core.cli.common import DEFAULT_CONFIG, State, console, pass_state
 from fulfil.core.config import default_config_text
 from fulfil.core.errors import InputError
@@ -33,8 +32,10 @@ def validate(state: State, file: Path | None) -> None:
         from fulfil.core.errors import Problem, ValidationFailed
 
         raise ValidationFailed([Problem(cfg.source, "templates", p) for p in problems])
-    console.print(f"{cfg.source}: valid ({len(cfg.carriers)} carrier(s), "
-                  f"{len(cfg.notifiers)} notifier(s), {len(cfg.routing)} routing rule(s))")
+    console.print(
+        f"{cfg.source}: valid ({len(cfg.carriers)} carrier(s), "
+        f"{len(cfg.notifiers)} notifier(s), {len(cfg.routing)} routing rule(s))"
+    )
 
 
 @click.command()

@@ -7,12 +7,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import click
-from rich.table import Table
-
-from fulfil.core.cli.common import console, err_console, pass_state, State
+from fulfil.core.cli.common import State, console, err_console, pass_state
 from fulfil.core.errors import InputError, ValidationFailed
 from fulfil.core.states import FulfilmentStatus, PaymentStatus
 from fulfil.core.validation import load_json, validate_orders
+from rich.table import Table
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 MARKABLE = {
@@ -49,17 +48,35 @@ def list_orders(state: State, payment: str | None, fulfilment: str | None, as_js
     with state.engine() as engine, engine.store.transaction() as tx:
         rows = tx.list_orders(payment, fulfilment)
     if as_json:
-        click.echo(json.dumps([
-            {"id": r.id, "number": r.number, "payment_status": r.payment_status,
-             "fulfilment_status": r.fulfilment_status, "version": r.version} for r in rows
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "number": r.number,
+                        "payment_status": r.payment_status,
+                        "fulfilment_status": r.fulfilment_status,
+                        "version": r.version,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table("#", "id", "customer", "country", "payment", "fulfilment", "total")
     for r in rows:
         address = r.data.get("shipping_address") or {}
         total = sum(Decimal(i["unit_price"]["amount"]) * i["quantity"] for i in r.data["items"])
-        table.add_row(str(r.number), r.id, r.data["customer"]["name"], address.get("country", "-"),
-                      r.payment_status, r.fulfilment_status, f"{total} {r.data['currency']}")
+        table.add_row(
+            str(r.number),
+            r.id,
+            r.data["customer"]["name"],
+            address.get("country", "-"),
+            r.payment_status,
+            r.fulfilment_status,
+            f"{total} {r.data['currency']}",
+        )
     console.print(table)
     console.print(f"{len(rows)} order(s)")
 
@@ -77,41 +94,70 @@ def show(state: State, order_id: str, as_json: bool) -> None:
             labels = tx.labels_for(order_id)
             messages = tx.outbox_rows(order_id=order_id, kind="notification")
     if as_json:
-        click.echo(json.dumps({
-            "order": order.to_mapping(),
-            "labels": [{"key": l.key, "carrier": l.carrier, "status": l.status,
-                        "tracking_number": l.tracking_number, "error": l.error} for l in labels],
-            "messages": [{"id": m.id, "status": m.status, "event": m.payload["message"]["event"],
-                          "channel": m.payload["message"]["channel"], "error": m.last_error}
-                         for m in messages],
-            "history": [e.to_mapping() for e in events],
-        }, indent=2, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "order": order.to_mapping(),
+                    "labels": [
+                        {
+                            "key": label.key,
+                            "carrier": label.carrier,
+                            "status": label.status,
+                            "tracking_number": label.tracking_number,
+                            "error": label.error,
+                        }
+                        for label in labels
+                    ],
+                    "messages": [
+                        {
+                            "id": m.id,
+                            "status": m.status,
+                            "event": m.payload["message"]["event"],
+                            "channel": m.payload["message"]["channel"],
+                            "error": m.last_error,
+                        }
+                        for m in messages
+                    ],
+                    "history": [e.to_mapping() for e in events],
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return
     c = order.customer
     console.print(f"[bold]Order #{order.number}[/bold] ({order.id}), version {order.version}")
     console.print(f"  customer: {c.name} <{c.email}>, locale {c.locale or '-'}")
-    console.print(f"  payment: {order.payment_status}   fulfilment: {order.fulfilment_status}"
-                  f"   type: {order.shipping.type}")
+    console.print(
+        f"  payment: {order.payment_status}   fulfilment: {order.fulfilment_status}"
+        f"   type: {order.shipping.type}"
+    )
     console.print(f"  total: {order.total.amount} {order.currency}")
     for item in order.items:
         console.print(f"  - {item.quantity} x {item.name} ({item.sku}, {item.kind})")
     for s in order.shipments:
-        console.print(f"  shipment {s.id}: {s.carrier or '-'} {s.service or ''} "
-                      f"tracking {s.tracking_number or '-'} pickup {s.pickup_id or '-'}")
-    for l in labels:
-        console.print(f"  label {l.key}: {l.status} {l.tracking_number or ''} "
-                      f"{l.error or ''}".rstrip())
+        console.print(
+            f"  shipment {s.id}: {s.carrier or '-'} {s.service or ''} "
+            f"tracking {s.tracking_number or '-'} pickup {s.pickup_id or '-'}"
+        )
+    for label in labels:
+        detail = f"{label.tracking_number or ''} {label.error or ''}".strip()
+        console.print(f"  label {label.key}: {label.status} {detail}".rstrip())
     for m in messages:
         p = m.payload["message"]
-        console.print(f"  message {m.id}: {p['event']} ({p['audience']}, {p['channel']}) "
-                      f"{m.status} {m.last_error or ''}".rstrip())
+        console.print(
+            f"  message {m.id}: {p['event']} ({p['audience']}, {p['channel']}) "
+            f"{m.status} {m.last_error or ''}".rstrip()
+        )
     for n in order.notes:
         console.print(f"  note {n.at:%Y-%m-%d %H:%M} {n.author}: {n.text}")
     console.print("  history:")
     for e in events:
         detail = ", ".join(f"{k}={v}" for k, v in e.data.items() if k not in ("changes",))
-        console.print(f"    v{e.version} {e.at:%Y-%m-%d %H:%M:%S} {e.kind} by {e.actor} {detail}",
-                      highlight=False)
+        console.print(
+            f"    v{e.version} {e.at:%Y-%m-%d %H:%M:%S} {e.kind} by {e.actor} {detail}",
+            highlight=False,
+        )
 
 
 def register(main: click.Group) -> None:
@@ -134,23 +180,30 @@ def import_orders(state: State, file: Path) -> None:
     for line in result.skipped:
         err_console.print(f"[yellow]skipped[/yellow]: {line}", highlight=False)
     invalid = (len(data) if isinstance(data, list) else 1) - len(valid)
-    console.print(f"imported {len(result.imported)} order(s), "
-                  f"skipped {invalid + len(result.skipped)}")
+    console.print(
+        f"imported {len(result.imported)} order(s), skipped {invalid + len(result.skipped)}"
+    )
     if problems or result.skipped:
         raise SystemExit(1)
 
 
 @click.command()
 @click.argument("order_ids", nargs=-1, required=True)
-@click.option("--action", type=click.Choice(["paid", "offline", "failed", "declined"]),
-              default="paid", show_default=True, help="What happened to the payment.")
+@click.option(
+    "--action",
+    type=click.Choice(["paid", "offline", "failed", "declined"]),
+    default="paid",
+    show_default=True,
+    help="What happened to the payment.",
+)
 @pass_state
 def pay(state: State, order_ids: tuple[str, ...], action: str) -> None:
     """Record a payment event for orders (PAID starts fulfilment automatically)."""
     with state.engine() as engine:
         for order in engine.record_payment(order_ids, action):
-            console.print(f"#{order.number} {order.id}: {order.payment_status} / "
-                          f"{order.fulfilment_status}")
+            console.print(
+                f"#{order.number} {order.id}: {order.payment_status} / {order.fulfilment_status}"
+            )
 
 
 @click.command()
@@ -184,8 +237,9 @@ def cancel(state: State, order_ids: tuple[str, ...], no_notify: bool) -> None:
 @click.option("--tracking", multiple=True, help="Tracking number, one per order, in order.")
 @click.option("--no-notify", is_flag=True, help="Do not tell the customer.")
 @pass_state
-def ship(state: State, order_ids: tuple[str, ...], tracking: tuple[str, ...], no_notify: bool
-         ) -> None:
+def ship(
+    state: State, order_ids: tuple[str, ...], tracking: tuple[str, ...], no_notify: bool
+) -> None:
     """Mark orders SHIPPED (all or none), with tracking numbers: one message each."""
     with state.engine() as engine:
         for order in engine.ship(order_ids, tracking, notify_customer=not no_notify):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
-
 from fulfil.core.cli.common import State, console, pass_state
 from fulfil.core.errors import InputError
+from rich.table import Table
 
 
 @click.group("outbox")
@@ -26,8 +25,15 @@ def list_rows(state: State, failed: bool, pending: bool) -> None:
     for row in rows:
         message = row.payload.get("message")
         what = f"{message['event']} ({message['channel']})" if message else row.dedupe_key
-        table.add_row(str(row.id), row.kind, row.order_id or "-", what, row.status,
-                      str(row.attempts), row.last_error or "")
+        table.add_row(
+            str(row.id),
+            row.kind,
+            row.order_id or "-",
+            what,
+            row.status,
+            str(row.attempts),
+            row.last_error or "",
+        )
     console.print(table)
 
 

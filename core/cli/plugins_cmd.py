@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import click
-from rich.table import Table
-
 from fulfil.core.cli.common import State, console, pass_state
+from rich.table import Table
 
 
 @click.command()
@@ -22,8 +21,9 @@ def plugins(state: State, as_json: bool) -> None:
     table = Table("name", "kind", "version", "capabilities / channel", "countries")
     for row in rows:
         what = ", ".join(row.get("capabilities", [])) or row.get("channel", "")
-        table.add_row(row["name"], row["kind"], row["version"], what,
-                      ", ".join(row.get("countries", [])))
+        table.add_row(
+            row["name"], row["kind"], row["version"], what, ", ".join(row.get("countries", []))
+        )
     console.print(table)
 
 

@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
 from fulfil.core.cli.common import State, console, pass_state, quiet
 from fulfil.core.config import default_config_text
 from fulfil.core.engine import Engine
 from fulfil.core.errors import ValidationFailed
 from fulfil.core.states import FulfilmentStatus as F
 from fulfil.core.worker import Worker
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 
 @contextmanager
@@ -27,14 +26,24 @@ def progress_bar(engine: Engine, label: str) -> Iterator[Any]:
     """A rich progress bar over the outbox rows due now; silent when not on a terminal."""
     with engine.store.transaction() as tx:
         total = sum(n for (_, status), n in tx.count_outbox().items() if status == "pending")
-    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, disable=quiet() or total < 50)
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet() or total < 50,
+    )
     with progress:
         task = progress.add_task(label, total=total)
 
         def update(stats: Any) -> None:
-            done = stats.counts["labels"] + stats.counts["messages"] + stats.counts[
-                "labels_failed"] + stats.counts["messages_failed"]
+            done = (
+                stats.counts["labels"]
+                + stats.counts["messages"]
+                + stats.counts["labels_failed"]
+                + stats.counts["messages_failed"]
+            )
             progress.update(task, completed=min(done, total))
 
         yield update
@@ -87,32 +96,55 @@ def run(state: State) -> None:
 @click.option("--batch-size", type=click.IntRange(1, 10_000), help="Rows claimed at once.")
 @click.option("--poll", default=1.0, show_default=True, help="Seconds between empty polls.")
 @pass_state
-def worker(state: State, until_idle: bool, concurrency: int | None, batch_size: int | None,
-           poll: float) -> None:
+def worker(
+    state: State, until_idle: bool, concurrency: int | None, batch_size: int | None, poll: float
+) -> None:
     """Drain the outbox with a lease; run as many as you like against one database."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    with state.engine() as engine, Worker(engine, concurrency=concurrency,
-                                          batch_size=batch_size) as w:
+    with (
+        state.engine() as engine,
+        Worker(engine, concurrency=concurrency, batch_size=batch_size) as w,
+    ):
         try:
-            stats = w.run(until_idle=until_idle, should_stop=lambda: bool(stopping),
-                          poll_seconds=poll)
+            stats = w.run(
+                until_idle=until_idle, should_stop=lambda: bool(stopping), poll_seconds=poll
+            )
         except KeyboardInterrupt:
             stats = w.stats
     console.print(", ".join(f"{k}: {v}" for k, v in sorted(stats.counts.items())) or "idle")
 
 
-DEMO_FILES = ("fulfil.toml", "fulfil.db", "fulfil.db-wal", "fulfil.db-shm", "sms.jsonl",
-              "push.jsonl", "sandbox-ledger.sqlite", "sandbox-ledger.sqlite-wal",
-              "sandbox-ledger.sqlite-shm")
+DEMO_FILES = (
+    "fulfil.toml",
+    "fulfil.db",
+    "fulfil.db-wal",
+    "fulfil.db-shm",
+    "sms.jsonl",
+    "push.jsonl",
+    "sandbox-ledger.sqlite",
+    "sandbox-ledger.sqlite-wal",
+    "sandbox-ledger.sqlite-shm",
+)
 DEMO_DIRS = ("labels", "mail")
 
 
 @click.command()
-@click.option("--out", default="fulfil-demo", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
-@click.option("--orders", "count", default=24, show_default=True, type=click.IntRange(6, None),
-              help="How many sample orders.")
+@click.option(
+    "--out",
+    default="fulfil-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder.",
+)
+@click.option(
+    "--orders",
+    "count",
+    default=24,
+    show_default=True,
+    type=click.IntRange(6, None),
+    help="How many sample orders.",
+)
 @pass_state
 def demo(state: State, out: Path, count: int) -> None:
     """Run the whole pipeline on sample orders with the embedded defaults."""

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-
 from fulfil.core.store import migrations
 from fulfil.core.store.repo import Tx
 

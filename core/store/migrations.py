@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sqlalchemy as sa
-
 from fulfil.core.store import tables
 
 Migration = Callable[[sa.Connection], None]

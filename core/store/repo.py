@@ -6,10 +6,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-
 from fulfil.core.models import Event, Note, Order, Shipment
 from fulfil.core.store import tables as t
+from sqlalchemy.dialects import postgresql, sqlite
 
 __all__ = ["StaleOrder", "Tx"]
 

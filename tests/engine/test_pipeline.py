@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from conftest import order_data, read_maildir
-
 from fulfil.core.errors import InvalidTransition, OrderNotFound
 from fulfil.core.models import Order
 from fulfil.core.states import FulfilmentStatus as F
@@ -57,8 +56,11 @@ def test_paid_order_gets_one_label_a_pickup_is_shipped_and_told(make_engine):
     ]
     assert len(customer) == 2  # confirmation and shipped, in French
     assert all("commande" in s.lower() for s in customer), customer
-    shipped = [m for m in read_maildir(engine.data_dir / "mail") if shipment.tracking_number in
-               m.get_body(("plain",)).get_content()]
+    shipped = [
+        m
+        for m in read_maildir(engine.data_dir / "mail")
+        if shipment.tracking_number in m.get_body(("plain",)).get_content()
+    ]
     assert len(shipped) == 1
 
 
@@ -68,8 +70,11 @@ def test_digital_order_is_delivered_on_payment_and_its_link_mailed(make_engine):
     engine.record_payment(["ord_1002"], "paid")
     assert engine.get("ord_1002").fulfilment_status is F.DELIVERED
     drain(engine)
-    bodies = [m.get_body(("plain",)).get_content() for m in read_maildir(engine.data_dir / "mail")
-              if m["To"] == "c1002@example.com"]
+    bodies = [
+        m.get_body(("plain",)).get_content()
+        for m in read_maildir(engine.data_dir / "mail")
+        if m["To"] == "c1002@example.com"
+    ]
     assert any("https://downloads.example.com/guide.pdf" in b for b in bodies)
     assert not Ledger(engine.data_dir / "sandbox-ledger.sqlite").purchases()
 
@@ -187,3 +192,22 @@ def test_heavy_order_is_split_into_shipments_each_with_one_label(make_engine):
     per_shipment = Ledger(engine.data_dir / "sandbox-ledger.sqlite").purchases_per_shipment()
     assert per_shipment == {s.id: 1 for s in order.shipments}
     assert order.fulfilment_status is F.SHIPPED
+
+
+def test_edit_before_fulfilment_is_recorded_and_refused_after(make_engine):
+    engine = make_engine()
+    place(engine, order_data(1013))
+    order = engine.get("ord_1013")
+    moved = order.shipping_address.__class__(
+        **{**order.shipping_address.to_mapping(), "line1": "1 quai Branly"}
+    )
+    edited = engine.edit("ord_1013", shipping_address=moved)
+    assert edited.shipping_address.line1 == "1 quai Branly"
+    with engine.store.transaction() as tx:
+        (edit,) = [e for e in tx.events("ord_1013") if e.kind == "edit"]
+    assert edit.data["changes"]["shipping_address"]["before"]["line1"] == "12 rue de Rivoli"
+    engine.record_payment(["ord_1013"], "paid")
+    from fulfil.core.errors import InputError
+
+    with pytest.raises(InputError, match="cannot be edited"):
+        engine.edit("ord_1013", shipping_address=order.shipping_address)

@@ -7,7 +7,6 @@ framework's bookkeeping.
 from __future__ import annotations
 
 from conftest import order_data, read_maildir
-
 from fulfil.core.hookspecs import hookimpl
 from fulfil.core.models import Order
 from fulfil.core.states import FulfilmentStatus as F
@@ -33,8 +32,9 @@ def run_orders(engine, count: int, **kwargs) -> list[Order]:
 
 
 def test_faults_never_lose_or_duplicate_a_label(make_engine):
-    engine = make_engine(sandbox(fail_5xx=0.25, fail_timeout=0.25, fail_429=0.2,
-                                 retry_after_s=0, seed=3))
+    engine = make_engine(
+        sandbox(fail_5xx=0.25, fail_timeout=0.25, fail_429=0.2, retry_after_s=0, seed=3)
+    )
     orders = run_orders(engine, 40)
     assert {o.fulfilment_status for o in orders} == {F.SHIPPED}
     ledger = Ledger(engine.data_dir / "sandbox-ledger.sqlite")
@@ -61,8 +61,9 @@ def test_permanent_failure_alerts_the_merchant_with_the_carriers_reason(make_eng
         dead = tx.outbox_rows(statuses=["dead"])
     assert label.status == "failed" and "postal_code" in label.error
     assert [r.kind for r in dead] == ["label"]
-    alerts = [m for m in read_maildir(engine.data_dir / "mail")
-              if m["X-Fulfil-Event"] == "label_failed"]
+    alerts = [
+        m for m in read_maildir(engine.data_dir / "mail") if m["X-Fulfil-Event"] == "label_failed"
+    ]
     assert len(alerts) == 1 and alerts[0]["To"] == engine.config.store.email
     assert "postal_code" in alerts[0].get_body(("plain",)).get_content()
     assert not Ledger(engine.data_dir / "sandbox-ledger.sqlite").purchases()
