@@ -14,8 +14,9 @@ def test_opening_an_older_database_upgrades_it_and_keeps_its_rows(tmp_path):
         migrations.upgrade(conn, target=1)  # a database written by the first release
         conn.execute(
             sa.text(
-                "INSERT INTO orders (id, number, payment_status, fulfilment_status, version, "
-                "created_at, updated_at, data) VALUES ('o1', 1, 'PAID', 'PROCESSING', 3, 'x', 'x', '{}')"
+                "INSERT INTO orders (id, number, payment_status, fulfilment_status, version,"
+                " created_at, updated_at, data)"
+                " VALUES ('o1', 1, 'PAID', 'PROCESSING', 3, 'x', 'x', '{}')"
             )
         )
         assert not sa.inspect(conn).has_table("notes")

@@ -1,0 +1,1 @@
+"""The easypost carrier adapter (being written)."""

@@ -1,0 +1,1 @@
+"""The sendcloud carrier adapter (being written)."""

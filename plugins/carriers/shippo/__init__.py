@@ -1,0 +1,1 @@
+"""The shippo carrier adapter (being written)."""

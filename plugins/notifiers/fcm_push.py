@@ -1,0 +1,1 @@
+"""The fcm_push notifier (being written)."""

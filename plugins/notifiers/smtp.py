@@ -1,0 +1,1 @@
+"""The smtp notifier (being written)."""

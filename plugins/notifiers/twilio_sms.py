@@ -1,0 +1,1 @@
+"""The twilio_sms notifier (being written)."""
