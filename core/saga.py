@@ -21,6 +21,7 @@ from fulfil.core.carriers import CustomsItem, LabelRequest, PurchasedLabel
 from fulfil.core.errors import CarrierError
 from fulfil.core.models import Label, Order, Shipment
 from fulfil.core.routing import Route
+from fulfil.core.store.repo import Tx
 from fulfil.core.work import Work
 
 if TYPE_CHECKING:
@@ -114,13 +115,12 @@ def label_request(
     )
 
 
-def prepare(engine: Engine, key: str) -> Job | None:
+def prepare(engine: Engine, tx: Tx, key: str) -> Job | None:
     """The job for an intent, or None when there is nothing left to do for it."""
-    with engine.store.transaction() as tx:
-        intent = tx.label(key)
-        if intent is None or intent.status not in ("intent", "unknown"):
-            return None
-        order = tx.load_order(intent.order_id)
+    intent = tx.label(key)
+    if intent is None or intent.status not in ("intent", "unknown"):
+        return None
+    order = tx.load_order(intent.order_id)
     assert order is not None  # an intent is only written with its order
     shipment = next(s for s in order.shipments if s.id == intent.shipment_id)
     request = label_request(engine, order, shipment, key, intent.service)
@@ -150,98 +150,104 @@ def save_document(engine: Engine, key: str, label: PurchasedLabel) -> str | None
     return str(path)
 
 
-def settle_bought(engine: Engine, key: str, bought: PurchasedLabel) -> Work | None:
+def settle_bought(
+    engine: Engine, tx: Tx, key: str, bought: PurchasedLabel, path: str | None
+) -> Work | None:
     """Store the label and advance the order; returns the work done (None if already)."""
-    path = save_document(engine, key, bought)
-    with engine.store.transaction() as tx:
-        intent = tx.label(key)
-        if intent is None or intent.status == "bought":
-            return None
-        order = tx.load_order(intent.order_id)
-        assert order is not None
-        now = engine.clock.now().isoformat()
-        tx.update_label(
-            key,
-            status="bought",
-            tracking_number=bought.tracking_number,
-            document_path=path,
-            error=None,
-            updated_at=now,
-        )
-        label = Label(
-            carrier=intent.carrier,
-            service=bought.service,
-            tracking_number=bought.tracking_number,
-            format=bought.format,
-            cost=bought.cost,
-            carrier_reference=bought.carrier_reference,
-            url=bought.url,
-            document_path=path,
-            tracking_url=bought.tracking_url,
-        )
-        shipments = tuple(
-            attrs.evolve(
-                s,
-                label=label,
-                tracking_number=label.tracking_number,
-                tracking_url=label.tracking_url,
-            )
-            if s.id == intent.shipment_id
-            else s
-            for s in order.shipments
-        )
-        work = Work(engine, tx, order, f"plugin:{intent.carrier}")
-        work.update(
-            attrs.evolve(order, shipments=shipments),
-            "label",
-            key=key,
-            carrier=intent.carrier,
+    intent = tx.label(key)
+    if intent is None or intent.status == "bought":
+        return None
+    order = tx.load_order(intent.order_id)
+    assert order is not None
+    now = engine.clock.now().isoformat()
+    tx.update_label(
+        key,
+        status="bought",
+        tracking_number=bought.tracking_number,
+        document_path=path,
+        error=None,
+        updated_at=now,
+    )
+    label = Label(
+        carrier=intent.carrier,
+        service=bought.service,
+        tracking_number=bought.tracking_number,
+        format=bought.format,
+        cost=bought.cost,
+        carrier_reference=bought.carrier_reference,
+        url=bought.url,
+        document_path=path,
+        tracking_url=bought.tracking_url,
+    )
+    shipments = tuple(
+        attrs.evolve(
+            s,
+            label=label,
             tracking_number=label.tracking_number,
-            cost=label.cost.to_mapping(),
+            tracking_url=label.tracking_url,
         )
-        automation.maybe_ship(work)
-        work.commit()
+        if s.id == intent.shipment_id
+        else s
+        for s in order.shipments
+    )
+    work = Work(engine, tx, order, f"plugin:{intent.carrier}")
+    work.update(
+        attrs.evolve(order, shipments=shipments),
+        "label",
+        key=key,
+        carrier=intent.carrier,
+        tracking_number=label.tracking_number,
+        cost=label.cost.to_mapping(),
+    )
+    automation.maybe_ship(work)
+    work.commit()
     shipment = next(s for s in work.order.shipments if s.id == intent.shipment_id)
     work.after_commit.append(lambda: engine.hooks.label_purchased(work.order, shipment, label))
     return work
 
 
-def mark_unknown(engine: Engine, key: str, error: CarrierError) -> None:
-    with engine.store.transaction() as tx:
-        tx.update_label(
-            key, status="unknown", error=str(error), updated_at=engine.clock.now().isoformat()
-        )
+def mark_unknown(engine: Engine, tx: Tx, key: str, error: CarrierError) -> None:
+    tx.update_label(
+        key, status="unknown", error=str(error), updated_at=engine.clock.now().isoformat()
+    )
 
 
-def settle_failed(engine: Engine, key: str, error: CarrierError) -> tuple[Work | None, bool]:
+def can_fall_back(tx: Tx, key: str) -> bool:
+    """A fallback route exists and nothing can have been bought under this key."""
+    intent = tx.label(key)
+    return intent is not None and bool(intent.fallback) and intent.status == "intent"
+
+
+def settle_failed(
+    engine: Engine, tx: Tx, key: str, error: CarrierError
+) -> tuple[Work | None, bool]:
     """A permanent failure: try the fallback route if it is safe, else alert the merchant.
 
     Returns the work done and whether a fallback intent took over."""
-    with engine.store.transaction() as tx:
-        intent = tx.label(key)
-        if intent is None or intent.status not in ("intent", "unknown"):
-            return None, False
-        order = tx.load_order(intent.order_id)
-        assert order is not None
-        now = engine.clock.now().isoformat()
-        work = Work(engine, tx, order, f"plugin:{intent.carrier}")
-        shipment = next(s for s in order.shipments if s.id == intent.shipment_id)
-        # After an unknown outcome the first carrier may have bought: never buy elsewhere.
-        fall_back = bool(intent.fallback) and intent.status == "intent"
-        if fall_back:
-            tx.update_label(key, status="superseded", error=str(error), updated_at=now)
-            generation = int(key.rsplit(":", 1)[1]) + 1
-            automation.add_label_intent(work, shipment, Route(**intent.fallback), None, generation)
-            work.event("label_fallback", key=key, reason=str(error))
-        else:
-            tx.update_label(key, status="failed", error=str(error), updated_at=now)
-            work.happen(
-                "label_failed",
-                reason=error.message,
-                carrier=error.carrier,
-                code=error.code,
-                field=error.field,
-                shipment=shipment.id,
-            )
-        work.commit()
+    intent = tx.label(key)
+    if intent is None or intent.status not in ("intent", "unknown"):
+        return None, False
+    order = tx.load_order(intent.order_id)
+    assert order is not None
+    now = engine.clock.now().isoformat()
+    work = Work(engine, tx, order, f"plugin:{intent.carrier}")
+    shipment = next(s for s in order.shipments if s.id == intent.shipment_id)
+    # After an unknown outcome the first carrier may have bought: never buy elsewhere.
+    fall_back = can_fall_back(tx, key)
+    if fall_back:
+        tx.update_label(key, status="superseded", error=str(error), updated_at=now)
+        generation = int(key.rsplit(":", 1)[1]) + 1
+        automation.add_label_intent(work, shipment, Route(**intent.fallback), None, generation)
+        work.event("label_fallback", key=key, reason=str(error))
+    else:
+        tx.update_label(key, status="failed", error=str(error), updated_at=now)
+        work.happen(
+            "label_failed",
+            reason=error.message,
+            carrier=error.carrier,
+            code=error.code,
+            field=error.field,
+            shipment=shipment.id,
+        )
+    work.commit()
     return work, fall_back

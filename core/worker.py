@@ -17,7 +17,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 import attrs
@@ -27,12 +27,14 @@ from fulfil.core.errors import CarrierError, NotifierError
 from fulfil.core.models import Event, Label
 from fulfil.core.notifiers import Message
 from fulfil.core.resilience import CircuitBreaker, TokenBucket, full_jitter
+from fulfil.core.store.repo import Tx
 
 __all__ = ["Worker", "WorkerStats"]
 
 log = logging.getLogger(__name__)
 
 KINDS = ("label", "notification", "void")
+CIRCUIT_OPEN = "circuit_open"
 
 
 @attrs.define
@@ -114,13 +116,13 @@ class Worker:
             rows = tx.claim(
                 self.owner, engine.clock.time(), self.lease_seconds, self.batch_size, KINDS
             )
-        futures: dict[Future[Any], tuple[Any, Any]] = {}
-        for row in rows:
-            task = self._task(row)
-            if task is None:
-                self._finish(row, status="done")
-                continue
-            futures[self.pool.submit(task[0])] = (row, task[1])
+            tasks = [(row, self._task(tx, row)) for row in rows]
+            for row, task in tasks:
+                if task is None:  # nothing left to do (e.g. bought by an earlier attempt)
+                    self._finish(tx, row, status="done")
+        futures = {
+            self.pool.submit(task[0]): (row, task[1]) for row, task in tasks if task is not None
+        }
         sent: list[Any] = []
         for future in as_completed(futures):
             row, settle = futures[future]
@@ -142,11 +144,11 @@ class Worker:
 
     # --- per kind -----------------------------------------------------------------------
 
-    def _task(self, row: Any) -> tuple[Callable[[], Any], Callable[[Any], None]] | None:
-        """(work for a thread, what to do with its result on this thread), or None."""
+    def _task(self, tx: Tx, row: Any) -> tuple[Callable[[], Any], Callable[[Any], None]] | None:
+        """(work for a pool thread, what to do with its result on this thread), or None."""
         engine = self.engine
         if row.kind == "label":
-            job = saga.prepare(engine, row.payload["key"])
+            job = saga.prepare(engine, tx, row.payload["key"])
             if job is None:
                 return None
             return (
@@ -170,7 +172,9 @@ class Worker:
         """Rate limit and circuit breaker around one carrier call (in a pool thread)."""
         breaker = self.breakers.setdefault(carrier, CircuitBreaker())
         if breaker.is_open:
-            raise CarrierError(carrier, "unavailable", "circuit open after repeated failures")
+            raise CarrierError(
+                carrier, "unavailable", "circuit open after repeated failures", code=CIRCUIT_OPEN
+            )
         bucket = self.buckets.setdefault(carrier, TokenBucket(self.engine.rate_limit(carrier)))
         bucket.acquire()
         try:
@@ -186,31 +190,27 @@ class Worker:
 
     def _voided(self, row: Any) -> None:
         self.stats.add("labels_voided")
-        self._finish(row, status="done")
+        with self.engine.store.transaction() as tx:
+            self._finish(tx, row, status="done")
 
     def _bought(self, row: Any, job: saga.Job, bought: Any) -> None:
-        work = saga.settle_bought(self.engine, job.key, bought)
+        engine = self.engine
+        path = saga.save_document(engine, job.key, bought)  # before the commit that points at it
+        with engine.store.transaction() as tx:
+            work = saga.settle_bought(engine, tx, job.key, bought, path)
+            self._finish(tx, row, status="done")
         if work is not None:
             self.stats.add("labels")
-            self.engine.after_commit([work])
-        self._finish(row, status="done")
+            engine.after_commit([work])
 
     def _sent(self, rows: list[Any]) -> None:
         if not rows:
             return
-        engine = self.engine
-        now = engine.clock.now()
-        with engine.store.transaction() as tx:
+        now = self.engine.clock.now()
+        with self.engine.store.transaction() as tx:
             for row in rows:
-                tx.finish(
-                    row.id,
-                    self.owner,
-                    now.isoformat(),
-                    status="done",
-                    attempts=row.attempts + 1,
-                    last_error=None,
-                )
-            message_events = [
+                self._finish(tx, row, status="done", attempts=row.attempts + 1, last_error=None)
+            tx.add_events(
                 Event(
                     row.order_id,
                     int(row.payload.get("version", 0)),
@@ -224,57 +224,58 @@ class Worker:
                     },
                 )
                 for row in rows
-            ]
-            tx.add_events(message_events)
+            )
         self.stats.add("messages", len(rows))
 
     def _failed(self, row: Any, error: BaseException) -> None:
+        """Retry, fall back or dead-letter one row, in one transaction with its outcome."""
         engine = self.engine
         attempts = row.attempts + 1
-        key = row.payload.get("key", row.dedupe_key)
-        if isinstance(error, CarrierError):
-            engine.log_carrier_error(row.kind, key, error)
-            if error.unknown_outcome and row.kind == "label":
-                saga.mark_unknown(engine, key, error)
-            if (error.transient or error.unknown_outcome) and attempts < self.max_attempts:
-                self._retry(row, attempts, error, error.retry_after)
-                return
-            if row.kind == "label":
-                work, fell_back = saga.settle_failed(engine, key, error)
-                if work is not None:
-                    engine.after_commit([work])
-                self.stats.add("labels_fallback" if fell_back else "labels_failed")
-                self._finish(
-                    row,
-                    status="done" if fell_back else "dead",
-                    attempts=attempts,
-                    last_error=str(error),
-                )
-                return
-            self._finish(row, status="dead", attempts=attempts, last_error=str(error))
-            return
-        if isinstance(error, NotifierError):
-            log.warning("notification %s: %s", row.dedupe_key, error)
-            if error.transient and attempts < self.max_attempts:
-                self._retry(row, attempts, error, None)
-            else:
-                self.stats.add("messages_failed")
-                self._finish(row, status="dead", attempts=attempts, last_error=str(error))
-            return
-        # A bug or an unexpected failure in a plugin: retried, then dead-lettered.
-        log.error("outbox row %s (%s) failed: %s", row.id, row.kind, type(error).__name__)
-        text = f"{type(error).__name__}: {error}"
-        if attempts < self.max_attempts:
-            self._retry(row, attempts, error, None)
-        else:
-            self._finish(row, status="dead", attempts=attempts, last_error=text)
+        done: list[Any] = []
+        with engine.store.transaction() as tx:
+            if isinstance(error, CarrierError) and row.kind == "label":
+                done = self._label_failed(tx, row, attempts, error)
+            elif isinstance(error, CarrierError | NotifierError):
+                engine.log_carrier_error(row.kind, row.dedupe_key, error)
+                if error.transient and attempts < self.max_attempts:
+                    retry_after = error.retry_after if isinstance(error, CarrierError) else None
+                    self._retry(tx, row, attempts, error, retry_after)
+                else:
+                    self.stats.add(f"{row.kind}_failed")
+                    self._finish(tx, row, status="dead", attempts=attempts, last_error=str(error))
+            else:  # a bug or an unexpected failure in a plugin: retried, then dead-lettered
+                log.error("outbox row %s (%s) failed: %s", row.id, row.kind, type(error).__name__)
+                text = f"{type(error).__name__}: {error}"
+                if attempts < self.max_attempts:
+                    self._retry(tx, row, attempts, text, None)
+                else:
+                    self._finish(tx, row, status="dead", attempts=attempts, last_error=text)
+        engine.after_commit(done)
+
+    def _label_failed(self, tx: Tx, row: Any, attempts: int, error: CarrierError) -> list[Any]:
+        engine = self.engine
+        key = row.payload["key"]
+        engine.log_carrier_error("label", key, error)
+        if error.unknown_outcome:
+            saga.mark_unknown(engine, tx, key, error)
+        open_with_fallback = error.code == CIRCUIT_OPEN and saga.can_fall_back(tx, key)
+        retryable = error.transient or error.unknown_outcome
+        if retryable and not open_with_fallback and attempts < self.max_attempts:
+            self._retry(tx, row, attempts, error, error.retry_after)
+            return []
+        work, fell_back = saga.settle_failed(engine, tx, key, error)
+        self.stats.add("labels_fallback" if fell_back else "labels_failed")
+        status = "done" if fell_back else "dead"
+        self._finish(tx, row, status=status, attempts=attempts, last_error=str(error))
+        return [work] if work is not None else []
 
     def _retry(
-        self, row: Any, attempts: int, error: BaseException, retry_after: float | None
+        self, tx: Tx, row: Any, attempts: int, error: object, retry_after: float | None
     ) -> None:
         delay = self.backoff(attempts, retry_after=retry_after)
         self.stats.add("retries")
         self._finish(
+            tx,
             row,
             status="pending",
             attempts=attempts,
@@ -282,8 +283,6 @@ class Worker:
             available_at=self.engine.clock.time() + delay,
         )
 
-    def _finish(self, row: Any, **values: Any) -> None:
-        engine = self.engine
-        with engine.store.transaction() as tx:
-            if not tx.finish(row.id, self.owner, engine.clock.now().isoformat(), **values):
-                log.warning("outbox row %s: lease lost to another worker", row.id)
+    def _finish(self, tx: Tx, row: Any, **values: Any) -> None:
+        if not tx.finish(row.id, self.owner, self.engine.clock.now().isoformat(), **values):
+            log.warning("outbox row %s: lease lost to another worker", row.id)

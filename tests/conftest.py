@@ -49,8 +49,10 @@ def load(tmp_path: Path) -> Callable[[Path], Config]:
 def make_engine(write_config: Callable[..., Path]) -> Iterator[Callable[..., Engine]]:
     engines: list[Engine] = []
 
-    def make(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Engine:
-        pm = make_plugin_manager()
+    def make(
+        overrides: dict[str, Any] | None = None, plugins: tuple[object, ...] = (), **kwargs: Any
+    ) -> Engine:
+        pm = make_plugin_manager(plugins)
         config = load_config(write_config(overrides), Hooks(pm).registry)
         engine = Engine(config, pm=pm, **kwargs)
         engines.append(engine)

@@ -7,6 +7,8 @@ framework's bookkeeping.
 from __future__ import annotations
 
 from conftest import order_data, read_maildir
+from fulfil.core.carriers import CarrierPlugin
+from fulfil.core.errors import CarrierError
 from fulfil.core.hookspecs import hookimpl
 from fulfil.core.models import Order
 from fulfil.core.states import FulfilmentStatus as F
@@ -96,3 +98,49 @@ def test_a_failing_listener_stops_neither_the_others_nor_the_change(make_engine)
     with engine.store.transaction() as tx:
         failures = [e for e in tx.events("ord_3001") if e.kind == "listener_failed"]
     assert len(failures) == 2 and "listener bug" in failures[0].data["error"]
+
+
+class Refusing:
+    """A carrier that refuses every label (permanent) or is down (transient)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.calls = 0
+
+    def buy_label(self, request):
+        self.calls += 1
+        raise CarrierError("picky", self.kind, "we do not ship there", code="E1")
+
+    def find_label(self, key):
+        return None
+
+    @hookimpl
+    def fulfil_register_carriers(self, register):
+        register(CarrierPlugin(name="picky", factory=lambda settings, context: self,
+                               capabilities={"labels"}, countries={"*"}))
+
+
+def fallback_config() -> dict:
+    return {"carriers": {"picky": {}},
+            "routing": [{"country": "*", "carrier": "picky",
+                         "fallback": {"carrier": "sandbox", "service": "standard"}}]}
+
+
+def test_permanent_refusal_falls_back_to_the_next_carrier(make_engine):
+    picky = Refusing("validation")
+    engine = make_engine(fallback_config(), plugins=(picky,))
+    (order,) = run_orders(engine, 1)
+    assert picky.calls == 1
+    assert order.shipments[0].label.carrier == "sandbox"
+    assert order.fulfilment_status is F.SHIPPED
+    with engine.store.transaction() as tx:
+        statuses = {row.carrier: row.status for row in tx.labels_for(order.id)}
+    assert statuses == {"picky": "superseded", "sandbox": "bought"}
+
+
+def test_an_open_circuit_sends_labels_to_the_fallback(make_engine):
+    picky = Refusing("unavailable")
+    engine = make_engine(fallback_config(), plugins=(picky,))
+    orders = run_orders(engine, 12)
+    assert all(o.shipments[0].label.carrier == "sandbox" for o in orders)
+    assert picky.calls < 12 * 3  # the breaker stopped the calls, not max_attempts
