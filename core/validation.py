@@ -426,24 +426,29 @@ def _locate(text: str, token: str) -> str:
     return f"line {line}, column {index - (text.rfind(chr(10), 0, index) + 1) + 1}"
 
 
-def validate_orders(data: Any, source: str) -> tuple[list[Order], list[Problem]]:
+def validate_orders(
+    data: Any, source: str, *, start: int = 0, first_seen: dict[str, JsonPath] | None = None
+) -> tuple[list[Order], list[Problem]]:
     """Validate one order (an object) or a list of them; build the valid ones.
 
     Returns the orders that passed and the problems of those that did not, so an import
     can take the good ones and report the rest. Paths of a list start with ``[i]``; a
     single object's paths have no prefix. An order id seen earlier in the same input is a
     problem of the later order (an export listing an order twice imports it once).
+
+    A large file is validated in chunks: ``start`` is the index of the chunk's first order
+    and ``first_seen`` carries the ids met in earlier chunks.
     """
     entries: list[tuple[JsonPath, Any]]
     if isinstance(data, Mapping):
         entries = [((), data)]
     elif isinstance(data, list):
-        entries = [((i,), entry) for i, entry in enumerate(data)]
+        entries = [((start + i,), entry) for i, entry in enumerate(data)]
     else:
         reason = f"expected an order (an object) or a list of orders, got {_show(data)}"
         return [], [Problem(source, "", reason)]
     validator = _bundled_validator("order")
-    first_seen: dict[str, JsonPath] = {}
+    first_seen = {} if first_seen is None else first_seen
     orders: list[Order] = []
     issues: list[Issue] = []
     for at, entry in entries:

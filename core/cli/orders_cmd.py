@@ -171,19 +171,16 @@ def register(main: click.Group) -> None:
 @pass_state
 def import_orders(state: State, file: Path) -> None:
     """Import orders from JSON; invalid ones are reported and skipped, valid ones stored."""
-    data = load_json(file)
-    valid, problems = validate_orders(data, file.name)
+    from fulfil.core.importer import import_file
+
     with state.engine() as engine:
-        result = engine.place(valid)
-    for problem in problems:
+        report = import_file(engine, file)
+    for problem in report.problems:
         err_console.print(f"[yellow]skipped[/yellow]: {problem}", highlight=False)
-    for line in result.skipped:
+    for line in report.skipped:
         err_console.print(f"[yellow]skipped[/yellow]: {line}", highlight=False)
-    invalid = (len(data) if isinstance(data, list) else 1) - len(valid)
-    console.print(
-        f"imported {len(result.imported)} order(s), skipped {invalid + len(result.skipped)}"
-    )
-    if problems or result.skipped:
+    console.print(f"imported {report.imported} order(s), skipped {report.read - report.imported}")
+    if report.problems or report.skipped:
         raise SystemExit(1)
 
 
