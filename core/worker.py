@@ -116,13 +116,20 @@ class Worker:
             rows = tx.claim(
                 self.owner, engine.clock.time(), self.lease_seconds, self.batch_size, KINDS
             )
-            tasks = [(row, self._task(tx, row)) for row in rows]
-            for row, task in tasks:
+            tasks, broken = [], []
+            for row in rows:
+                try:
+                    task = self._task(tx, row)
+                except Exception as error:  # e.g. a plugin refusing its settings
+                    broken.append((row, error))
+                    continue
                 if task is None:  # nothing left to do (e.g. bought by an earlier attempt)
                     self._finish(tx, row, status="done")
-        futures = {
-            self.pool.submit(task[0]): (row, task[1]) for row, task in tasks if task is not None
-        }
+                else:
+                    tasks.append((row, task))
+        for row, error in broken:
+            self._failed(row, error)
+        futures = {self.pool.submit(task[0]): (row, task[1]) for row, task in tasks}
         sent: list[Any] = []
         for future in as_completed(futures):
             row, settle = futures[future]

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 from conftest import order_data, read_maildir
-from fulfil.core.errors import InvalidTransition, OrderNotFound
+from fulfil.core.errors import ConfigError, InvalidTransition, OrderNotFound
+from fulfil.core.hookspecs import hookimpl
 from fulfil.core.models import Order
+from fulfil.core.notifiers import NotifierPlugin
 from fulfil.core.states import FulfilmentStatus as F
 from fulfil.core.states import PaymentStatus as P
 from fulfil.core.worker import Worker
@@ -211,3 +213,28 @@ def test_edit_before_fulfilment_is_recorded_and_refused_after(make_engine):
 
     with pytest.raises(InputError, match="cannot be edited"):
         engine.edit("ord_1013", shipping_address=order.shipping_address)
+
+
+class BrokenEmail:
+    """A notifier whose settings are refused only when it is built (at send time)."""
+
+    @hookimpl
+    def fulfil_register_notifiers(self, register):
+        def refuse(settings, context):
+            raise ConfigError("notifiers.broken_email.settings.host: unreachable by design")
+
+        register(NotifierPlugin(name="broken_email", channel="email", factory=refuse))
+
+
+def test_a_notifier_that_cannot_be_built_dead_letters_its_rows_not_the_worker(make_engine):
+    engine = make_engine(
+        {"notifiers": {"maildir": {"enabled": False}, "broken_email": {}}},
+        plugins=(BrokenEmail(),),
+    )
+    place(engine, order_data(1014, kind="digital"))
+    engine.record_payment(["ord_1014"], "paid")
+    with Worker(engine, backoff=no_wait, max_attempts=2) as worker:
+        worker.run(until_idle=True)
+    with engine.store.transaction() as tx:
+        dead = tx.outbox_rows(statuses=["dead"], kind="notification")
+    assert dead and all("unreachable by design" in row.last_error for row in dead)

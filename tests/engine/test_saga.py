@@ -116,14 +116,27 @@ class Refusing:
 
     @hookimpl
     def fulfil_register_carriers(self, register):
-        register(CarrierPlugin(name="picky", factory=lambda settings, context: self,
-                               capabilities={"labels"}, countries={"*"}))
+        register(
+            CarrierPlugin(
+                name="picky",
+                factory=lambda settings, context: self,
+                capabilities={"labels"},
+                countries={"*"},
+            )
+        )
 
 
 def fallback_config() -> dict:
-    return {"carriers": {"picky": {}},
-            "routing": [{"country": "*", "carrier": "picky",
-                         "fallback": {"carrier": "sandbox", "service": "standard"}}]}
+    return {
+        "carriers": {"picky": {}},
+        "routing": [
+            {
+                "country": "*",
+                "carrier": "picky",
+                "fallback": {"carrier": "sandbox", "service": "standard"},
+            }
+        ],
+    }
 
 
 def test_permanent_refusal_falls_back_to_the_next_carrier(make_engine):
