@@ -6,7 +6,6 @@ import json
 
 import pytest
 from conftest import order_data
-
 from fulfil.core.errors import ValidationFailed
 from fulfil.core.importer import import_file
 
