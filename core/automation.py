@@ -138,7 +138,7 @@ def void_labels(work: Work) -> None:
     """Drop purchases not yet made; void bought labels through the outbox."""
     labels = {s.id: s.label for s in work.order.shipments if s.label}
     for row in work.tx.labels_for(work.order.id):
-        if row.status == "intent":
+        if row.status == "intent":  # not sent yet; "sending" ones are voided once bought
             work.tx.update_label(row.key, status="cancelled")
         elif row.status == "bought" and row.shipment_id in labels:
             label = labels[row.shipment_id]

@@ -144,9 +144,18 @@ class CarrierError(FulfilError):
 
 
 class NotifierError(FulfilError):
-    def __init__(self, notifier: str, message: str, *, transient: bool, code: str | None = None):
+    def __init__(
+        self,
+        notifier: str,
+        message: str,
+        *,
+        transient: bool,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.notifier = notifier
         self.message = message
         self.transient = transient
         self.code = code
+        self.retry_after = retry_after
         super().__init__(f"{notifier}: {'[' + code + '] ' if code else ''}{message}")

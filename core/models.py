@@ -418,8 +418,12 @@ class Order:
     items: tuple[LineItem, ...]
     shipping: ShippingOption = ShippingOption()
     currency: str = "EUR"
-    payment_status: PaymentStatus = PaymentStatus.INCOMPLETE
-    fulfilment_status: FulfilmentStatus = FulfilmentStatus.AWAITING_PROCESSING
+    payment_status: PaymentStatus = attrs.field(
+        default=PaymentStatus.INCOMPLETE, converter=PaymentStatus
+    )
+    fulfilment_status: FulfilmentStatus = attrs.field(
+        default=FulfilmentStatus.AWAITING_PROCESSING, converter=FulfilmentStatus
+    )
     shipments: tuple[Shipment, ...] = ()
     notes: tuple[Note, ...] = ()
     customer_comment: str | None = None

@@ -21,6 +21,7 @@ from fulfil.core.carriers import CustomsItem, LabelRequest, PurchasedLabel
 from fulfil.core.errors import CarrierError
 from fulfil.core.models import Label, Order, Shipment
 from fulfil.core.routing import Route
+from fulfil.core.states import FulfilmentStatus
 from fulfil.core.store.repo import Tx
 from fulfil.core.work import Work
 
@@ -62,6 +63,8 @@ CUSTOMS_UNION = frozenset(
 )
 
 DOCUMENT_SUFFIX = {"PDF": "pdf", "ZPL": "zpl", "PNG": "png"}
+# Intent statuses that still need a carrier call; "unknown" once means never fall back.
+PENDING = ("intent", "sending", "unknown")
 
 
 @attrs.frozen
@@ -116,15 +119,21 @@ def label_request(
 
 
 def prepare(engine: Engine, tx: Tx, key: str) -> Job | None:
-    """The job for an intent, or None when there is nothing left to do for it."""
+    """The job for an intent, or None when there is nothing left to do for it.
+
+    The intent is marked ``sending`` before the call leaves: if this worker dies during
+    the call, whoever takes the row over knows a label may exist and looks it up first.
+    """
     intent = tx.label(key)
-    if intent is None or intent.status not in ("intent", "unknown"):
+    if intent is None or intent.status not in PENDING:
         return None
+    if intent.status == "intent":
+        tx.update_label(key, status="sending", updated_at=engine.clock.now().isoformat())
     order = tx.load_order(intent.order_id)
     assert order is not None  # an intent is only written with its order
     shipment = next(s for s in order.shipments if s.id == intent.shipment_id)
     request = label_request(engine, order, shipment, key, intent.service)
-    return Job(key, intent.carrier, request, reconcile=intent.status == "unknown")
+    return Job(key, intent.carrier, request, reconcile=intent.status != "intent")
 
 
 def call(engine: Engine, job: Job) -> PurchasedLabel:
@@ -199,6 +208,11 @@ def settle_bought(
         tracking_number=label.tracking_number,
         cost=label.cost.to_mapping(),
     )
+    if order.fulfilment_status is FulfilmentStatus.WILL_NOT_DELIVER:
+        # Cancelled while the purchase was in flight: give the label back.
+        work.enqueue(
+            "void", f"void:{key}", {"carrier": intent.carrier, "label": label.to_mapping()}
+        )
     automation.maybe_ship(work)
     work.commit()
     shipment = next(s for s in work.order.shipments if s.id == intent.shipment_id)
@@ -213,9 +227,9 @@ def mark_unknown(engine: Engine, tx: Tx, key: str, error: CarrierError) -> None:
 
 
 def can_fall_back(tx: Tx, key: str) -> bool:
-    """A fallback route exists and nothing can have been bought under this key."""
+    """A fallback route exists and no answer so far left a purchase in doubt."""
     intent = tx.label(key)
-    return intent is not None and bool(intent.fallback) and intent.status == "intent"
+    return intent is not None and bool(intent.fallback) and intent.status in ("intent", "sending")
 
 
 def settle_failed(
@@ -225,7 +239,7 @@ def settle_failed(
 
     Returns the work done and whether a fallback intent took over."""
     intent = tx.label(key)
-    if intent is None or intent.status not in ("intent", "unknown"):
+    if intent is None or intent.status not in PENDING:
         return None, False
     order = tx.load_order(intent.order_id)
     assert order is not None

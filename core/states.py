@@ -178,15 +178,17 @@ def apply(
     data: Mapping[str, object] | None = None,
 ) -> tuple[Order, StatusChange]:
     """Check and apply one move; return the new order and the change it made."""
+    if machine not in ("payment", "fulfilment"):
+        raise ValueError(f"machine must be 'payment' or 'fulfilment', not {machine!r}")
     check(order, machine, target, policy)
-    old = _current(order, machine)
+    old = str(_current(order, machine))
     version = order.version + 1
     if machine == "payment":
         new = attrs.evolve(order, payment_status=PaymentStatus(target), version=version)
     else:
         new = attrs.evolve(order, fulfilment_status=FulfilmentStatus(target), version=version)
     change = StatusChange(
-        order.id, machine, old, target, new.version, actor, notify_customer, data or {}
+        order.id, machine, old, str(target), new.version, actor, notify_customer, dict(data or {})
     )
     return new, change
 

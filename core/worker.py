@@ -245,8 +245,7 @@ class Worker:
             elif isinstance(error, CarrierError | NotifierError):
                 engine.log_carrier_error(row.kind, row.dedupe_key, error)
                 if error.transient and attempts < self.max_attempts:
-                    retry_after = error.retry_after if isinstance(error, CarrierError) else None
-                    self._retry(tx, row, attempts, error, retry_after)
+                    self._retry(tx, row, attempts, error, error.retry_after)
                 else:
                     self.stats.add(f"{row.kind}_failed")
                     self._finish(tx, row, status="dead", attempts=attempts, last_error=str(error))

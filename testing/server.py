@@ -51,8 +51,11 @@ class Response:
 
     @classmethod
     def json(cls, status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
-        return cls(status, {"Content-Type": "application/json", **(headers or {})},
-                   json.dumps(data).encode())
+        return cls(
+            status,
+            {"Content-Type": "application/json", **(headers or {})},
+            json.dumps(data).encode(),
+        )
 
 
 @attrs.define

@@ -208,10 +208,11 @@ def make_order(
 
 
 TRACKED = ({"label": True},)
+STRICT = Policy()
 
 
 def assert_applied(
-    order: Order, machine: str, target: str, policy: Policy = Policy()
+    order: Order, machine: str, target: str, policy: Policy = STRICT
 ) -> tuple[Order, StatusChange]:
     before = order.to_mapping()
     new, change = apply(order, machine, target, policy)  # type: ignore[arg-type]
@@ -238,7 +239,7 @@ def assert_refused(
     machine: str,
     target: str,
     allowed: set[str],
-    policy: Policy = Policy(),
+    policy: Policy = STRICT,
 ) -> InvalidTransition:
     before = order.to_mapping()
     current = before["payment_status" if machine == "payment" else "fulfilment_status"]
@@ -569,6 +570,7 @@ def test_full_shipping_lifecycle() -> None:
 
 # --------------------------------------------------------------------------- stateful
 
+# moves into a dead end: legal, but a run that takes them early has little left to explore
 EXITS = {"CANCELLED", "REFUNDED", "WILL_NOT_DELIVER", "RETURNED"}
 PAYMENT_TARGETS = PAYMENT_STATUSES + ["SHIPPED", "paid", "NOPE"]
 FULFILMENT_TARGETS = FULFILMENT_STATUSES + ["PAID", "delivered", "NOPE"]
@@ -579,8 +581,8 @@ def initial_orders(draw: st.DrawFn) -> Order:
     type_ = draw(st.sampled_from(["shipping", "pickup", "local_delivery"]))
     kinds = draw(
         st.one_of(
-            st.lists(st.sampled_from(["digital", "gift_card"]), min_size=1, max_size=3),
             st.lists(st.sampled_from(["physical", "digital", "gift_card"]), min_size=1, max_size=4),
+            st.lists(st.sampled_from(["digital", "gift_card"]), min_size=1, max_size=3),
         )
     )
     shipments: tuple[dict[str, bool], ...] = ()
@@ -593,13 +595,9 @@ def initial_orders(draw: st.DrawFn) -> Order:
     return make_order(
         type=type_,
         kinds=tuple(kinds),
-        # mostly a fresh order, sometimes one found half-way through its life
-        payment=draw(st.sampled_from(["INCOMPLETE"] * len(PAYMENT_STATUSES) + PAYMENT_STATUSES)),
-        fulfilment=draw(
-            st.sampled_from(
-                ["AWAITING_PROCESSING"] * len(FULFILMENT_STATUSES) + FULFILMENT_STATUSES
-            )
-        ),
+        # an order met at any point of its life (the tables do not tie the two machines)
+        payment=draw(st.sampled_from(PAYMENT_STATUSES)),
+        fulfilment=draw(st.sampled_from(FULFILMENT_STATUSES)),
         shipments=shipments,
         order_id=draw(st.from_regex(r"ord-[0-9]{1,6}", fullmatch=True)),
         version=draw(st.integers(0, 1000)),
@@ -662,18 +660,24 @@ class OrderLifecycle(RuleBasedStateMachine):
         The target comes from the test's own table; ``_request`` still checks apply()."""
         assert self.order is not None
         facts = Facts.of(self.order)
+        current = {"payment": facts.payment, "fulfilment": facts.fulfilment}
+        # Hypothesis simplifies a choice towards the first option: put fulfilment progress
+        # first, then payment progress, then exits (after which little can move), then the
+        # refund loop (which goes nowhere).
         options = sorted(
-            (machine, target)
+            (
+                (target == current[machine], target in EXITS, machine == "payment", target),
+                machine,
+            )
             for machine in ("payment", "fulfilment")
             for target in expected_allowed(facts, machine, self.allow_unpaid)
         )
-        current = {"payment": facts.payment, "fulfilment": facts.fulfilment}
-        forward = [o for o in options if o[1] not in EXITS and o[1] != current[o[0]]]
-        if forward and data.draw(st.integers(0, 3), label="exit") != 3:
-            # exits end a run and the refund loop goes nowhere: take them a quarter of the time
-            options = forward
-        if options:
-            self._request(*data.draw(st.sampled_from(options), label="move"))
+        forward = [(m, key[-1]) for key, m in options if not key[0] and not key[1]]
+        moves = [(m, key[-1]) for key, m in options]
+        if forward and data.draw(st.integers(0, 7), label="exit") != 7:
+            moves = forward  # take an exit or the refund loop one time in eight
+        if moves:
+            self._request(*data.draw(st.sampled_from(moves), label="move"))
 
     @precondition(lambda self: self.order is not None)
     @rule(status=st.sampled_from(PAYMENT_TARGETS))
@@ -685,9 +689,17 @@ class OrderLifecycle(RuleBasedStateMachine):
     def request_fulfilment(self, status: str) -> None:
         self._request("fulfilment", status)
 
-    @precondition(
-        lambda self: self.order is not None and self.order.shipping.type == "shipping"
-    )
+    @precondition(lambda self: self.order is not None)
+    @rule(data=st.data())
+    def request_a_neighbour_regardless_of_guards(self, data: st.DataObject) -> None:
+        """Ask for a fulfilment move that is in the table but may be barred by its guard."""
+        assert self.order is not None
+        current = self.order.fulfilment_status.value
+        targets = sorted(new for old, new in FULFILMENT_EDGES if old == current)
+        if targets:
+            self._request("fulfilment", data.draw(st.sampled_from(targets), label="target"))
+
+    @precondition(lambda self: self.order is not None and self.order.shipping.type == "shipping")
     @rule(data=st.data(), how=st.sampled_from(["label", "tracking", "both", "new"]))
     def edit_shipments(self, data: st.DataObject, how: str) -> None:
         """Buy a label or add a tracking number to one shipment, or add an untracked one."""
@@ -696,7 +708,9 @@ class OrderLifecycle(RuleBasedStateMachine):
         if how == "new" or not shipments:
             shipments.append(Shipment.from_mapping(_shipment(len(shipments))))
         else:
-            n = data.draw(st.integers(0, len(shipments) - 1), label="shipment")
+            # untracked shipments first, so the simplest edit is the one that unblocks SHIPPED
+            order = sorted(range(len(shipments)), key=lambda i: shipments[i].is_trackable)
+            n = data.draw(st.sampled_from(order), label="shipment")
             changes: dict[str, Any] = {}
             if how in ("label", "both"):
                 cost = Money(Decimal("4.20"), "EUR")

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 import httpx
 from fulfil.core.errors import CarrierError, CarrierErrorKind
+from fulfil.core.http import parse_retry_after
 from fulfil.core.secrets import Secret, reveal
 
 __all__ = ["CARRIER", "ApiError", "SendcloudClient", "api_errors", "error_for"]
@@ -101,22 +100,6 @@ def api_errors(body: Any) -> list[ApiError]:
     return found
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
 def _kind(status: int) -> CarrierErrorKind:
     if status in (400, 422):
         return "validation"
@@ -151,7 +134,9 @@ def error_for(response: httpx.Response, what: str) -> CarrierError:
         message,
         code=code,
         field=field,
-        retry_after=_retry_after(response.headers.get("Retry-After")) if status == 429 else None,
+        retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        if status == 429
+        else None,
         status_code=status,
     )
 
