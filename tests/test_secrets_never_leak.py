@@ -329,7 +329,7 @@ def test_no_secret_reaches_logs_errors_store_files_or_cli(
 
 
 def signed_with(secret: str, request: Request) -> str | None:
-    """The receiver's check (docs/notifiers/providers.md), written independently."""
+    """The receiver's check (docs/notifiers.md), written independently."""
     import hashlib
     import hmac
 

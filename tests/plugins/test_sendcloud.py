@@ -1,7 +1,7 @@
 """The Sendcloud adapter against ``SendcloudFake``: real HTTP on loopback, no internet.
 
 Each test follows a shape from Sendcloud's API v3 documentation (the fake answers with
-the documented bodies; ``docs/carriers/sendcloud.md`` lists them all):
+the documented bodies; ``docs/carriers.md (Sendcloud)`` lists them all):
 
 - Create and announce a shipment synchronously, ``POST /shipments/announce``: request
   (``from_address``/``to_address``, ``ship_with.properties.shipping_option_code``,

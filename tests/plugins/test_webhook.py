@@ -1,6 +1,6 @@
 """The signed webhook notifier, checked by a receiver written here from the documented recipe.
 
-The contract is fulfil's own (docs/notifiers/providers.md, "Signed webhook"), shaped after
+The contract is fulfil's own (docs/notifiers.md, "Signed webhook"), shaped after
 the Standard Webhooks specification and Stripe's signatures:
 
 - signature over ``"<timestamp>." + raw body``, HMAC-SHA256, compared in constant time,

@@ -9,7 +9,7 @@ ship from depends on the carrier accounts connected, not on EasyPost.
 Modules: ``settings`` (schema and parsed settings), ``client`` (base URL, Basic auth, the
 injected ``httpx.Client``), ``errors`` (EasyPost answers as ``CarrierError``), ``mapping``
 (bodies and units), ``carrier`` (the operations). Importing this package only defines
-things; jsonschema is loaded when a carrier is built. See docs/carriers/easypost.md.
+things; jsonschema is loaded when a carrier is built. See docs/carriers.md (EasyPost).
 """
 
 from __future__ import annotations

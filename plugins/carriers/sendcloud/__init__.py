@@ -8,7 +8,7 @@ response translation, unit conversion), ``carrier`` (the operations), ``pickups`
 (idempotent pickup booking). Importing this package only defines things; jsonschema is
 loaded when settings are first validated. The loopback double of the API is
 ``fulfil.testing.fakes.sendcloud.SendcloudFake``; the documented shapes it and the adapter
-follow are listed in ``docs/carriers/sendcloud.md``.
+follow are listed in ``docs/carriers.md (Sendcloud)``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Units change here: grams become kilograms and millimetres centimetres, exactly (Decimal),
 as strings the way Sendcloud's own examples write them (``{"value": "1.320", "unit":
 "kg"}``). Shapes follow the v3 Shipments, Returns, Shipping options, Pickups and Parcel
-tracking references (URLs in ``docs/carriers/sendcloud.md``).
+tracking references (URLs in ``docs/carriers.md (Sendcloud)``).
 """
 
 from __future__ import annotations
