@@ -150,9 +150,7 @@ SETTINGS_SCHEMA: Mapping[str, Any] = {
 def _error(
     message: str, *, transient: bool, code: str | None = None, retry_after: float | None = None
 ) -> NotifierError:
-    error = NotifierError(NAME, message, transient=transient, code=code)
-    error.retry_after = retry_after  # type: ignore[attr-defined]  # see docs/notifiers
-    return error
+    return NotifierError(NAME, message, transient=transient, code=code, retry_after=retry_after)
 
 
 # --- credentials ------------------------------------------------------------------------
@@ -411,7 +409,7 @@ class FcmPushNotifier:
         if transient and len(live) == 1:
             raise transient[0]
         if transient:  # retried later; devices that took it are skipped then
-            retry_after = max(getattr(e, "retry_after", None) or 0.0 for e in transient)
+            retry_after = max(e.retry_after or 0.0 for e in transient)
             first = transient[0]
             raise _error(
                 f"{len(transient)} of {len(live)} device(s): {first.message}",

@@ -138,9 +138,7 @@ SETTINGS_SCHEMA: Mapping[str, Any] = {
 def _error(
     message: str, *, transient: bool, code: str | None = None, retry_after: float | None = None
 ) -> NotifierError:
-    error = NotifierError(NAME, message, transient=transient, code=code)
-    error.retry_after = retry_after  # type: ignore[attr-defined]  # see docs/notifiers
-    return error
+    return NotifierError(NAME, message, transient=transient, code=code, retry_after=retry_after)
 
 
 def e164(number: str, field: str) -> str:

@@ -97,9 +97,7 @@ def signature(secret: bytes, timestamp: int, body: bytes) -> str:
 def _error(
     message: str, *, transient: bool, code: str | None = None, retry_after: float | None = None
 ) -> NotifierError:
-    error = NotifierError(NAME, message, transient=transient, code=code)
-    error.retry_after = retry_after  # type: ignore[attr-defined]  # see docs/notifiers
-    return error
+    return NotifierError(NAME, message, transient=transient, code=code, retry_after=retry_after)
 
 
 def _where(url: str) -> str:
@@ -155,7 +153,7 @@ class WebhookNotifier:
         if transient and len(urls) == 1:
             raise transient[0]
         if transient:  # endpoints that acknowledged are skipped on the retry
-            retry_after = max(getattr(e, "retry_after", None) or 0.0 for e in transient)
+            retry_after = max(e.retry_after or 0.0 for e in transient)
             first = transient[0]
             raise _error(
                 f"{len(transient)} of {len(urls)} endpoint(s): {first.message}",
