@@ -167,3 +167,15 @@ def test_demo_runs_the_whole_pipeline(cli, tmp_path):
         m.get_body(("plain",)).get_content() for m in by_order["ord_1000"] + by_order["ord_1001"]
     )
     assert "https://downloads.example.com/brewing-guide.pdf" in bodies and "GIFT-" in bodies
+
+
+def test_config_validate_reports_a_template_with_an_unknown_variable(cli, tmp_path):
+    cli("init")
+    folder = tmp_path / "templates" / "fr"
+    folder.mkdir(parents=True)
+    (folder / "order_shipped.txt").write_text("Suivi : {{ trackin_number }}\n")
+    with (tmp_path / "fulfil.toml").open("a") as config:
+        config.write('\n[templates]\ndir = "templates"\n')
+    result = cli("config", "validate", "fulfil.toml")
+    assert result.exit_code == 1
+    assert "order_shipped.txt" in result.output and "trackin_number" in result.output
