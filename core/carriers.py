@@ -135,6 +135,8 @@ class Carrier(Protocol):
     pickups    ``schedule_pickup(PickupRequest) -> PickupConfirmation`` (idempotent on
                ``PickupRequest.idempotency_key``: an unknown outcome is settled by
                retrying the same key) and ``cancel_pickup(PickupConfirmation) -> None``
+               (a service that cannot cancel raises ``CarrierError(kind="rejected")``
+               saying so)
     tracking   ``track(tracking_number) -> TrackingInfo``
     ========== ============================================================
 

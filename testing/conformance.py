@@ -379,7 +379,14 @@ class CarrierConformance(PluginSuite, SettingsSchemaChecks):
                 f"({first.confirmation}, then {again.confirmation}); a retry must return the "
                 "first booking"
             )
-        self._ok("cancel_pickup", carrier.cancel_pickup, first)
+        try:
+            carrier.cancel_pickup(first)
+        except CarrierError as error:  # allowed: some services cannot cancel (say so, plainly)
+            if error.kind != "rejected" or not error.message:
+                fail(
+                    "cancel_pickup may refuse only with CarrierError(kind='rejected') and the "
+                    f"service's reason; it raised {error.kind!r}: {error}"
+                )
 
     def _works_tracking(self, declaration: Any, carrier: Any) -> None:
         bought = self._ok("buy_label", carrier.buy_label, self._request(5))

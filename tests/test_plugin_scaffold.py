@@ -40,6 +40,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Result
         from fulfil.core.cli import plugin_cmd
 
         monkeypatch.setitem(main.commands, "plugin", plugin_cmd.plugin)
+    monkeypatch.delenv("FULFIL_DISABLE_PLUGINS", raising=False)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
 

@@ -36,15 +36,3 @@ class TestShippoConformance(CarrierConformance):
             "carrier_account": "ca_usps",
             "servicelevel": "usps_priority",
         }
-
-    @pytest.fixture(autouse=True)
-    def known_gaps(self, request: pytest.FixtureRequest) -> None:
-        if request.node.name == "test_capability_works[pickups]":
-            request.applymarker(
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="Shippo's API cannot cancel a pickup, but the pickups capability "
-                    "requires cancel_pickup (the engine cancels the pickups of a cancelled "
-                    "order)",
-                )
-            )

@@ -29,7 +29,7 @@ what was really bought. The documentation each test follows:
   https://github.com/EasyPost/examples official/fixtures/client-library-fixtures.json
 - ``test_return_label_*``: ``is_return: true`` with the outbound addresses unchanged,
   EasyPost swaps them, https://docs.easypost.com/docs/shipments/returns
-- ``test_timeout_*``, ``test_lost_*``, ``test_find_label_*``, ``TestEasyPostConformance``:
+- ``test_timeout_*``, ``test_lost_*``, ``test_find_label_*`` (and tests/conformance):
   EasyPost has no idempotency header (none found in its docs or client libraries), so the
   key is the ``reference`` and is looked up before every purchase; a reference "may be used
   in place of id" and is not unique, https://docs.easypost.com/docs/easypost-objects;
@@ -66,12 +66,11 @@ import logging
 import subprocess
 import sys
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import attrs
@@ -101,8 +100,6 @@ from fulfil.plugins.carriers import easypost
 from fulfil.plugins.carriers.easypost import SETTINGS_SCHEMA, EasyPostCarrier, make_carrier
 from fulfil.plugins.carriers.easypost.errors import from_response
 from fulfil.plugins.carriers.easypost.settings import EasyPostSettings
-from fulfil.testing._contract import HANG_SECONDS
-from fulfil.testing.conformance import CarrierConformance, secret_value
 from fulfil.testing.fakes.easypost import CARRIER_ACCOUNTS, FakeEasyPost
 from fulfil.testing.server import Response
 from jsonschema import Draft202012Validator
@@ -1090,41 +1087,3 @@ def test_a_timeout_of_the_lookup_is_unavailable(fake: FakeEasyPost, tmp_path: Pa
 
 
 # --- the shared carrier contract ------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def conformance_server() -> Iterator[FakeEasyPost]:
-    with FakeEasyPost(api_key=secret_value("EASYPOST_API_KEY")) as service:
-        yield service
-
-
-class TestEasyPostConformance(CarrierConformance):
-    """fulfil's carrier conformance suite, against the fake, with faults aimed at the
-    purchase (a lookup by reference precedes every buy, and a GET buys nothing)."""
-
-    @pytest.fixture
-    def plugin(self) -> ModuleType:
-        return easypost
-
-    @pytest.fixture
-    def fake(self, conformance_server: FakeEasyPost) -> FakeEasyPost:
-        conformance_server.reset()
-        return conformance_server
-
-    @pytest.fixture
-    def settings(self, fake: FakeEasyPost) -> dict[str, Any]:
-        return {"api_key": "env:EASYPOST_API_KEY", "base_url": fake.url + "/v2"}
-
-    def sample_label_request(self) -> LabelRequest:
-        return label_request("ord_conformance:shp_1:1", service=None)
-
-    def provoke(self, fault: str, fake: Any, settings: Mapping[str, Any]) -> Mapping[str, Any]:
-        if fault == "timeout_after_receipt":
-            fake.stall_next("/buy", HANG_SECONDS, apply=True)
-        elif fault == "timeout_before_receipt":
-            fake.stall_next("/buy", HANG_SECONDS, apply=False)
-        elif fault == "unavailable":
-            fake.answer_next("/buy", self.error_response(fault))
-        else:
-            fake.fail_next(self.error_response(fault))
-        return settings
