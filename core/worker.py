@@ -120,15 +120,15 @@ class Worker:
             for row in rows:
                 try:
                     task = self._task(tx, row)
-                except Exception as error:  # e.g. a plugin refusing its settings
-                    broken.append((row, error))
+                except Exception as refused:  # e.g. a plugin refusing its settings
+                    broken.append((row, refused))
                     continue
                 if task is None:  # nothing left to do (e.g. bought by an earlier attempt)
                     self._finish(tx, row, status="done")
                 else:
                     tasks.append((row, task))
-        for row, error in broken:
-            self._failed(row, error)
+        for row, problem in broken:
+            self._failed(row, problem)
         futures = {self.pool.submit(task[0]): (row, task[1]) for row, task in tasks}
         sent: list[Any] = []
         for future in as_completed(futures):
