@@ -34,7 +34,7 @@ API_KEY = "EZTK_bench_key"
 
 
 def make_service(api_latency: float, rate_limit: int | None) -> Any:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
 
     from fulfil.testing.fakes.easypost import FakeEasyPost, error
     from fulfil.testing.server import Request, Response
@@ -42,9 +42,6 @@ def make_service(api_latency: float, rate_limit: int | None) -> Any:
     # socketserver's listen backlog is 5: 64 clients connecting at once would see SYNs
     # dropped and retried a second later, which measures the fake, not the client.
     ThreadingHTTPServer.request_queue_size = 256
-    # The handler writes the headers, then the body: with Nagle on, the body waits for the
-    # client's delayed ACK of the headers (~40 ms on Linux loopback) on every answer.
-    BaseHTTPRequestHandler.disable_nagle_algorithm = True
 
     class BenchEasyPost(FakeEasyPost):  # type: ignore[misc]
         def __init__(self) -> None:

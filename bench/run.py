@@ -91,6 +91,10 @@ def run_module(name: str, quick: bool, profile: Path | None, timeout: float) -> 
             return {"error": f"exit status {done.returncode}", "stderr": tail}
         result: dict[str, Any] = json.loads(out.read_text())
         result["wall_seconds"] = round(elapsed, 1)
+        warnings = done.stderr.strip().splitlines()
+        if warnings:  # e.g. the worker's log of carrier errors: kept for diagnosis
+            result["stderr_lines"] = len(warnings)
+            result["stderr_tail"] = warnings[-10:]
         return result
 
 
