@@ -75,6 +75,9 @@ class LabelRequest:
     customs: tuple[CustomsItem, ...] = ()
     recipient_email: str | None = None
     is_return: bool = False
+    # False only on a first attempt the engine knows was never sent: an adapter for a
+    # service without idempotency keys may then skip its lookup by reference.
+    maybe_sent: bool = True
 
 
 @attrs.frozen

@@ -74,7 +74,15 @@ class Engine:
         self.store = Store.open(config.database_url)
         self.policy = Policy(allow_unpaid_fulfilment=config.store.allow_unpaid_fulfilment)
         self.data_dir = config.base_dir
-        self.http = http or httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
+        concurrency = config.worker.concurrency
+        self.http = http or httpx.Client(
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            # Keep a connection per worker thread alive: re-handshaking is most of the cost.
+            limits=httpx.Limits(
+                max_connections=max(100, 2 * concurrency),
+                max_keepalive_connections=max(20, 2 * concurrency),
+            ),
+        )
         self.plugin_context = PluginContext(client=self.http, data_dir=self.data_dir)
 
     def close(self) -> None:

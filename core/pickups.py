@@ -54,23 +54,24 @@ def book_due(engine: Engine) -> list[Pickup]:
         by_carrier[row.carrier].append((row.order_id, row.id))
     booked = []
     for carrier, shipments in by_carrier.items():
-        pickup = _book(engine, carrier, day, shipments)
+        pickup, new = _book(engine, carrier, day, shipments)
         if pickup is not None:
-            booked.append(pickup)
+            booked += [pickup] if new else []
             _attach(engine, pickup, shipments)
     return booked
 
 
 def _book(
     engine: Engine, carrier: str, day: date, shipments: list[tuple[str, str]]
-) -> Pickup | None:
+) -> tuple[Pickup | None, bool]:
+    """The day's pickup for ``carrier`` (booked now if need be), and whether it is new."""
     store = engine.config.store
     assert store.origin is not None
     pickup_id = f"pickup:{carrier}:{day.isoformat()}:{LOCATION}"
     with engine.store.transaction() as tx:
         row = tx.pickup(pickup_id)
         if row is not None and row.status == "booked":
-            return Pickup.from_mapping(row.data)
+            return Pickup.from_mapping(row.data), False
         orders = {oid: tx.load_order(oid) for oid, _ in shipments}
     ids = {sid for _, sid in shipments}
     covered = [s for o in orders.values() if o for s in o.shipments if s.id in ids]
@@ -112,14 +113,14 @@ def _book(
     except CarrierError as error:
         # Transient: the intent stays and the next pass tries again with the same key.
         engine.log_carrier_error("pickup", pickup_id, error)
-        return None
+        return None, False
     pickup = attrs.evolve(pickup, confirmation=confirmation.confirmation)
     with engine.store.transaction() as tx:
         tx.update_pickup(
             pickup_id, status="booked", confirmation=pickup.confirmation, data=pickup.to_mapping()
         )
     engine.hooks.pickup_scheduled(pickup)
-    return pickup
+    return pickup, True
 
 
 def _attach(engine: Engine, pickup: Pickup, shipments: list[tuple[str, str]]) -> None:

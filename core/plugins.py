@@ -185,7 +185,7 @@ class Hooks:
         failures = []
         for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
             try:
-                impl.function(**{name: kwargs[name] for name in impl.argnames})
+                impl.function(*[kwargs[name] for name in impl.argnames])
             except Exception as exc:  # a listener must not stop the others or the change
                 log.exception("listener %s of %s failed", impl.plugin_name, hook_name)
                 failures.append(f"{impl.plugin_name}: {type(exc).__name__}: {exc}")

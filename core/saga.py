@@ -132,8 +132,11 @@ def prepare(engine: Engine, tx: Tx, key: str) -> Job | None:
     order = tx.load_order(intent.order_id)
     assert order is not None  # an intent is only written with its order
     shipment = next(s for s in order.shipments if s.id == intent.shipment_id)
-    request = label_request(engine, order, shipment, key, intent.service)
-    return Job(key, intent.carrier, request, reconcile=intent.status != "intent")
+    first = intent.status == "intent"
+    request = attrs.evolve(
+        label_request(engine, order, shipment, key, intent.service), maybe_sent=not first
+    )
+    return Job(key, intent.carrier, request, reconcile=not first)
 
 
 def call(engine: Engine, job: Job) -> PurchasedLabel:

@@ -182,7 +182,12 @@ class Worker:
             raise CarrierError(
                 carrier, "unavailable", "circuit open after repeated failures", code=CIRCUIT_OPEN
             )
-        bucket = self.buckets.setdefault(carrier, TokenBucket(self.engine.rate_limit(carrier)))
+        if carrier not in self.buckets:
+            rate = self.engine.rate_limit(carrier)
+            # No burst, and a hair under the limit: the carrier counts in its own windows,
+            # and a burst at start-up is exactly what earns 429s.
+            self.buckets[carrier] = TokenBucket(rate * 0.98 if rate else None, burst=1)
+        bucket = self.buckets[carrier]
         bucket.acquire()
         try:
             result = call()

@@ -65,6 +65,10 @@ class _Fault:
     hang_seconds: float
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # socketserver's 5 drops SYNs when 32+ clients connect at once
+
+
 class FakeService:
     """Base class: a loopback server, a request log, scripted faults, optional latency."""
 
@@ -139,7 +143,7 @@ class FakeService:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -240,6 +240,9 @@ def _environment(override_dir: Path | None) -> SandboxedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,  # an included part ends its last line
+        # Templates do not change under a running worker: without this every
+        # get_template() stats the file (os.path.getmtime) to see if it must reload.
+        auto_reload=False,
     )
 
 
@@ -252,6 +255,7 @@ class BuiltinRenderer:
 
     def __init__(self, override_dir: Path | None = None) -> None:
         self.override_dir = override_dir
+        self._known: dict[str, bool] = {}
 
     @cached_property
     def env(self) -> SandboxedEnvironment:
@@ -278,11 +282,15 @@ class BuiltinRenderer:
         return None
 
     def _has(self, name: str) -> bool:
-        try:
-            self.env.get_template(name)
-        except jinja2.TemplateNotFound:
-            return False
-        return True
+        # Jinja caches templates it found, not the ones it did not: remember the misses
+        # (a template without .html or .short.txt variant is looked up on every message).
+        if name not in self._known:
+            try:
+                self.env.get_template(name)
+                self._known[name] = True
+            except jinja2.TemplateNotFound:
+                self._known[name] = False
+        return self._known[name]
 
     def _render_in(
         self, lang: str, template: str, context: Mapping[str, Any], channel: Channel

@@ -1087,3 +1087,13 @@ def test_a_timeout_of_the_lookup_is_unavailable(fake: FakeEasyPost, tmp_path: Pa
 
 
 # --- the shared carrier contract ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("maybe_sent", "lookups"), [(True, 1), (False, 0)])
+def test_the_lookup_by_reference_is_skipped_only_on_a_first_attempt(
+    build: Build, fake: FakeEasyPost, maybe_sent: bool, lookups: int
+) -> None:
+    carrier = build()
+    carrier.buy_label(label_request(maybe_sent=maybe_sent))
+    assert len(fake.requests_to("GET", "/v2/shipments")) == lookups
+    assert len(fake.sold) == 1

@@ -82,7 +82,8 @@ class EasyPostCarrier:
 
         EasyPost has no idempotency key, so the key's reference is looked up first: a
         worker that died after EasyPost sold the label, or an answer that never came,
-        must not lead to a second purchase (one GET, answered 404 on a first attempt).
+        must not lead to a second purchase. The engine says when a request was never
+        sent before (``maybe_sent=False``); only then is the lookup skipped.
         """
         key = request.idempotency_key
         known = self._bought.get(key)
@@ -91,7 +92,7 @@ class EasyPostCarrier:
             return self._label(shipment, self._format_of(shipment))
         label_format = self._label_format(request)
         mapping.check_parcels(request)
-        found = self.find_label(key)
+        found = self.find_label(key) if request.maybe_sent else None
         if found is not None:
             return found
         carrier, service = mapping.parse_service(
