@@ -19,6 +19,7 @@ from fulfil.core import automation
 from fulfil.core.carriers import PickupRequest
 from fulfil.core.errors import CarrierError
 from fulfil.core.models import Pickup
+from fulfil.core.store.repo import Tx
 from fulfil.core.work import Work
 
 if TYPE_CHECKING:
@@ -36,6 +37,21 @@ def pickup_day(now: datetime, timezone: str, cutoff: str) -> date:
     while day.weekday() >= 5:  # carriers do not collect at weekends
         day += timedelta(days=1)
     return day
+
+
+def pickup_id(engine: Engine, carrier: str) -> str:
+    """The key of the pickup that collects what ``carrier`` labels now."""
+    store = engine.config.store
+    day = pickup_day(engine.clock.now(), store.timezone, store.pickup_cutoff)
+    return f"pickup:{carrier}:{day.isoformat()}:{LOCATION}"
+
+
+def booked_pickup(engine: Engine, tx: Tx, carrier: str) -> str | None:
+    """The id of today's booked pickup for ``carrier``, if there is one to join."""
+    if carrier not in engine.carriers_with_pickups:
+        return None
+    row = tx.pickup(pickup_id(engine, carrier))
+    return row.id if row is not None and row.status == "booked" else None
 
 
 def book_due(engine: Engine) -> list[Pickup]:
@@ -67,16 +83,16 @@ def _book(
     """The day's pickup for ``carrier`` (booked now if need be), and whether it is new."""
     store = engine.config.store
     assert store.origin is not None
-    pickup_id = f"pickup:{carrier}:{day.isoformat()}:{LOCATION}"
+    key = f"pickup:{carrier}:{day.isoformat()}:{LOCATION}"
     with engine.store.transaction() as tx:
-        row = tx.pickup(pickup_id)
+        row = tx.pickup(key)
         if row is not None and row.status == "booked":
             return Pickup.from_mapping(row.data), False
         orders = {oid: tx.load_order(oid) for oid, _ in shipments}
     ids = {sid for _, sid in shipments}
     covered = [s for o in orders.values() if o for s in o.shipments if s.id in ids]
     pickup = Pickup(
-        id=pickup_id,
+        id=key,
         carrier=carrier,
         day=day.isoformat(),
         window_start=store.pickup_window_start,
@@ -87,7 +103,7 @@ def _book(
     with engine.store.transaction() as tx:
         tx.add_pickup_intent(
             {
-                "id": pickup_id,
+                "id": key,
                 "carrier": carrier,
                 "day": pickup.day,
                 "status": "intent",
@@ -96,7 +112,7 @@ def _book(
             }
         )
     request = PickupRequest(
-        idempotency_key=pickup_id,
+        idempotency_key=key,
         day=day,
         window_start=pickup.window_start,
         window_end=pickup.window_end,
@@ -112,12 +128,12 @@ def _book(
         confirmation = engine.carrier(carrier).schedule_pickup(request)
     except CarrierError as error:
         # Transient: the intent stays and the next pass tries again with the same key.
-        engine.log_carrier_error("pickup", pickup_id, error)
+        engine.log_carrier_error("pickup", key, error)
         return None, False
     pickup = attrs.evolve(pickup, confirmation=confirmation.confirmation)
     with engine.store.transaction() as tx:
         tx.update_pickup(
-            pickup_id, status="booked", confirmation=pickup.confirmation, data=pickup.to_mapping()
+            key, status="booked", confirmation=pickup.confirmation, data=pickup.to_mapping()
         )
     engine.hooks.pickup_scheduled(pickup)
     return pickup, True

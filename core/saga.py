@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import attrs
-from fulfil.core import automation
+from fulfil.core import automation, pickups
 from fulfil.core.carriers import CustomsItem, LabelRequest, PurchasedLabel
 from fulfil.core.errors import CarrierError
 from fulfil.core.models import Label, Order, Shipment
@@ -191,12 +191,15 @@ def settle_bought(
         document_path=path,
         tracking_url=bought.tracking_url,
     )
+    # Join today's pickup at once when it is booked already: no second pass over the order.
+    joined = pickups.booked_pickup(engine, tx, intent.carrier)
     shipments = tuple(
         attrs.evolve(
             s,
             label=label,
             tracking_number=label.tracking_number,
             tracking_url=label.tracking_url,
+            pickup_id=joined,
         )
         if s.id == intent.shipment_id
         else s
@@ -210,6 +213,7 @@ def settle_bought(
         carrier=intent.carrier,
         tracking_number=label.tracking_number,
         cost=label.cost.to_mapping(),
+        pickup=joined,
     )
     if order.fulfilment_status is FulfilmentStatus.WILL_NOT_DELIVER:
         # Cancelled while the purchase was in flight: give the label back.
