@@ -102,21 +102,32 @@ def request_label(work: Work, shipment: Shipment, generation: int = 1) -> None:
 
 
 def add_label_intent(
-    work: Work, shipment: Shipment, route: Route, fallback: Route | None, generation: int
+    work: Work,
+    shipment: Shipment,
+    route: Route,
+    fallback: Route | None,
+    generation: int,
+    *,
+    purpose: str = "outbound",
 ) -> None:
     order = work.order
-    shipments = tuple(
-        attrs.evolve(s, carrier=route.carrier, service=route.service) if s.id == shipment.id else s
-        for s in order.shipments
-    )
+    if purpose == "outbound":
+        shipments = tuple(
+            attrs.evolve(s, carrier=route.carrier, service=route.service)
+            if s.id == shipment.id
+            else s
+            for s in order.shipments
+        )
+        order = attrs.evolve(order, shipments=shipments)
     work.update(
-        attrs.evolve(order, shipments=shipments),
+        order,
         "label_requested",
         shipment=shipment.id,
         carrier=route.carrier,
         service=route.service,
+        purpose=purpose,
     )
-    key = f"{order.id}:{shipment.id}:{generation}"
+    key = f"{order.id}:{shipment.id}:{'r' if purpose == 'return' else ''}{generation}"
     now = work.engine.clock.now().isoformat()
     work.tx.add_label_intent(
         {
@@ -126,6 +137,7 @@ def add_label_intent(
             "carrier": route.carrier,
             "service": route.service,
             "fallback": attrs.asdict(fallback) if fallback else None,
+            "purpose": purpose,
             "status": "intent",
             "created_at": now,
             "updated_at": now,
@@ -134,10 +146,23 @@ def add_label_intent(
     work.enqueue("label", key, {"key": key})
 
 
+def request_returns(work: Work, returns_carriers: set[str]) -> int:
+    """A return label for every shipment whose carrier offers them; how many were asked."""
+    asked = 0
+    for shipment in work.order.shipments:
+        if shipment.label is not None and shipment.carrier in returns_carriers:
+            route = Route(shipment.carrier, shipment.service)
+            add_label_intent(work, shipment, route, None, 1, purpose="return")
+            asked += 1
+    return asked
+
+
 def void_labels(work: Work) -> None:
     """Drop purchases not yet made; void bought labels through the outbox."""
     labels = {s.id: s.label for s in work.order.shipments if s.label}
     for row in work.tx.labels_for(work.order.id):
+        if row.purpose == "return":
+            continue
         if row.status == "intent":  # not sent yet; "sending" ones are voided once bought
             work.tx.update_label(row.key, status="cancelled")
         elif row.status == "bought" and row.shipment_id in labels:

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import httpx
 import pluggy
-from fulfil.core.automation import start_fulfilment
+from fulfil.core.automation import request_returns, start_fulfilment
 from fulfil.core.carriers import Capability, CarrierPlugin
 from fulfil.core.clock import Clock, SystemClock
 from fulfil.core.config import Config
@@ -393,14 +393,25 @@ class Engine:
         *,
         actor: str = "staff",
         notify_customer: bool = True,
+        return_labels: bool = False,
     ) -> list[Order]:
-        """Move the fulfilment status by hand (out for delivery, delivered, returned...)."""
-        return self._change(
-            order_ids,
-            lambda w: w.move("fulfilment", status),
-            actor=actor,
-            notify_customer=notify_customer,
-        )
+        """Move the fulfilment status by hand (out for delivery, delivered, returned...).
+
+        With ``return_labels``, a RETURNED order also gets a return label for each shipment
+        whose carrier offers returns, bought through the same saga.
+        """
+        if return_labels and status is not F.RETURNED:
+            raise InputError("--return-label: only with the returned status")
+        returns = {
+            name for name, p in self.carrier_plugins.items() if p.supports(Capability.RETURNS)
+        }
+
+        def mark(work: Work) -> None:
+            work.move("fulfilment", status)
+            if return_labels:
+                request_returns(work, returns)
+
+        return self._change(order_ids, mark, actor=actor, notify_customer=notify_customer)
 
 
 def _with_tracking(order: Order, number: str) -> Order:

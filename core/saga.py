@@ -134,7 +134,9 @@ def prepare(engine: Engine, tx: Tx, key: str) -> Job | None:
     shipment = next(s for s in order.shipments if s.id == intent.shipment_id)
     first = intent.status == "intent"
     request = attrs.evolve(
-        label_request(engine, order, shipment, key, intent.service), maybe_sent=not first
+        label_request(engine, order, shipment, key, intent.service),
+        maybe_sent=not first,
+        is_return=intent.purpose == "return",
     )
     return Job(key, intent.carrier, request, reconcile=not first)
 
@@ -191,6 +193,17 @@ def settle_bought(
         document_path=path,
         tracking_url=bought.tracking_url,
     )
+    work = Work(engine, tx, order, f"plugin:{intent.carrier}")
+    if intent.purpose == "return":  # the outbound label stays; the return one is recorded
+        work.event(
+            "return_label",
+            key=key,
+            carrier=intent.carrier,
+            tracking_number=label.tracking_number,
+            document_path=path,
+        )
+        work.commit()
+        return work
     # Join today's pickup at once when it is booked already: no second pass over the order.
     joined = pickups.booked_pickup(engine, tx, intent.carrier)
     shipments = tuple(
@@ -205,7 +218,6 @@ def settle_bought(
         else s
         for s in order.shipments
     )
-    work = Work(engine, tx, order, f"plugin:{intent.carrier}")
     work.update(
         attrs.evolve(order, shipments=shipments),
         "label",

@@ -247,11 +247,19 @@ def ship(
 @click.argument("status", type=click.Choice(sorted(MARKABLE)))
 @click.argument("order_ids", nargs=-1, required=True)
 @click.option("--no-notify", is_flag=True, help="Do not tell the customer.")
+@click.option(
+    "--return-label", is_flag=True, help="With 'returned': buy a return label per shipment."
+)
 @pass_state
-def mark(state: State, status: str, order_ids: tuple[str, ...], no_notify: bool) -> None:
+def mark(
+    state: State, status: str, order_ids: tuple[str, ...], no_notify: bool, return_label: bool
+) -> None:
     """Move orders' fulfilment status by hand (e.g. `fulfil mark delivered 1001`)."""
     with state.engine() as engine:
-        for order in engine.mark(order_ids, MARKABLE[status], notify_customer=not no_notify):
+        marked = engine.mark(
+            order_ids, MARKABLE[status], notify_customer=not no_notify, return_labels=return_label
+        )
+        for order in marked:
             console.print(f"#{order.number} {order.id}: {order.fulfilment_status}")
 
 

@@ -32,7 +32,15 @@ def _v2_notes(conn: sa.Connection) -> None:
     tables.notes.create(conn)
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_notes]
+def _v3_return_labels(conn: sa.Connection) -> None:
+    """Return labels are bought through the same saga; the purpose tells them apart."""
+    if "purpose" not in {c["name"] for c in sa.inspect(conn).get_columns("labels")}:
+        conn.execute(
+            sa.text("ALTER TABLE labels ADD COLUMN purpose VARCHAR(16) NOT NULL DEFAULT 'outbound'")
+        )
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_notes, _v3_return_labels]
 LATEST = len(MIGRATIONS)
 
 

@@ -64,6 +64,8 @@ labels = sa.Table(
     sa.Column("carrier", sa.String(64), nullable=False),
     sa.Column("service", sa.String(64)),
     sa.Column("fallback", sa.JSON),  # the route to try if this one fails permanently
+    # "outbound" (the parcel to the customer) or "return" (a label the customer sends back)
+    sa.Column("purpose", sa.String(16), nullable=False, server_default="outbound"),
     # intent -> sending (call under way) -> bought | failed | unknown (reconcile by key)
     # | superseded (fallback took over) | cancelled (order cancelled before the call)
     sa.Column("status", sa.String(16), nullable=False, index=True),

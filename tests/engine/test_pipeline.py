@@ -238,3 +238,23 @@ def test_a_notifier_that_cannot_be_built_dead_letters_its_rows_not_the_worker(ma
     with engine.store.transaction() as tx:
         dead = tx.outbox_rows(statuses=["dead"], kind="notification")
     assert dead and all("unreachable by design" in row.last_error for row in dead)
+
+
+def test_a_returned_order_can_get_a_return_label_through_the_saga(make_engine):
+    engine = make_engine()
+    place(engine, order_data(1015))
+    engine.record_payment(["ord_1015"], "paid")
+    drain(engine)
+    outbound = engine.get("ord_1015").shipments[0].label
+    engine.mark(["ord_1015"], F.RETURNED, return_labels=True)
+    drain(engine)
+    order = engine.get("ord_1015")
+    assert order.fulfilment_status is F.RETURNED
+    assert order.shipments[0].label == outbound  # the outbound label is kept
+    with engine.store.transaction() as tx:
+        labels = {row.purpose: row for row in tx.labels_for("ord_1015")}
+        events = [e.kind for e in tx.events("ord_1015")]
+    assert labels["return"].status == "bought" and labels["return"].document_path
+    assert "return_label" in events
+    ledger = Ledger(engine.data_dir / "sandbox-ledger.sqlite")
+    assert sorted(bool(p["is_return"]) for p in ledger.purchases()) == [False, True]

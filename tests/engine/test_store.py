@@ -26,6 +26,7 @@ def test_opening_an_older_database_upgrades_it_and_keeps_its_rows(tmp_path):
     with store.engine.connect() as conn:
         assert migrations.current_version(conn) == migrations.LATEST
         assert sa.inspect(conn).has_table("notes")
+        assert "purpose" in {c["name"] for c in sa.inspect(conn).get_columns("labels")}
         assert conn.execute(sa.text("SELECT version FROM orders WHERE id='o1'")).scalar() == 3
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     store.close()
