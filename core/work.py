@@ -36,7 +36,7 @@ class Work:
         self.engine = engine
         self.tx = tx
         self.order = order
-        self.original_version = order.version
+        self.original = order
         self.actor = actor
         self.notify_customer = notify_customer
         self.is_new = is_new
@@ -118,7 +118,7 @@ class Work:
         now = self.engine.clock.now().isoformat()
         if self.is_new:
             self.tx.insert_order(self.order, now)
-        elif self.order.version != self.original_version:
-            self.tx.save_order(self.order, self.original_version, now)
+        elif self.order.version != self.original.version:
+            self.tx.save_order(self.order, self.original, now)
         self.tx.add_events(self.events)
         self.tx.enqueue(self.outbox)

@@ -13,6 +13,30 @@ from sqlalchemy.dialects import postgresql, sqlite
 __all__ = ["StaleOrder", "Tx"]
 
 
+# The statements of the hot path, built once: building one costs more than running it.
+_ORDER = sa.select(t.orders).where(t.orders.c.id == sa.bindparam("oid"))
+_SHIPMENTS = (
+    sa.select(t.shipments.c.data)
+    .where(t.shipments.c.order_id == sa.bindparam("oid"))
+    .order_by(t.shipments.c.position)
+)
+_NOTES = sa.select(t.notes).where(t.notes.c.order_id == sa.bindparam("oid")).order_by(t.notes.c.id)
+_ORDER_COLUMNS = [c.name for c in t.orders.columns if c.name != "id"]
+_SAVE_ORDER = (
+    t.orders.update()
+    .where(t.orders.c.id == sa.bindparam("oid"), t.orders.c.version == sa.bindparam("previous"))
+    .values({name: sa.bindparam(f"v_{name}") for name in _ORDER_COLUMNS})
+)
+_SHIPMENT_COLUMNS = ["order_id", "position", "carrier", "pickup_id", "data"]
+_SAVE_SHIPMENT = (
+    t.shipments.update()
+    .where(t.shipments.c.id == sa.bindparam("sid"))
+    .values({name: sa.bindparam(f"v_{name}") for name in _SHIPMENT_COLUMNS})
+)
+_LABEL = sa.select(t.labels).where(t.labels.c.key == sa.bindparam("key"))
+_PICKUP = sa.select(t.pickups).where(t.pickups.c.id == sa.bindparam("pid"))
+
+
 class StaleOrder(Exception):
     """The order changed under us (another worker saved a newer version first)."""
 
@@ -62,22 +86,15 @@ class Tx:
         return found
 
     def load_order(self, order_id: str) -> Order | None:
-        row = self.conn.execute(sa.select(t.orders).where(t.orders.c.id == order_id)).first()
+        row = self.conn.execute(_ORDER, {"oid": order_id}).first()
         if row is None:
             return None
         data = dict(row.data)
         data["version"] = row.version
-        shipments = self.conn.execute(
-            sa.select(t.shipments.c.data)
-            .where(t.shipments.c.order_id == order_id)
-            .order_by(t.shipments.c.position)
-        ).scalars()
-        data["shipments"] = list(shipments)
+        data["shipments"] = list(self.conn.execute(_SHIPMENTS, {"oid": order_id}).scalars())
         data["notes"] = [
             {"at": n.at, "author": n.author, "text": n.text}
-            for n in self.conn.execute(
-                sa.select(t.notes).where(t.notes.c.order_id == order_id).order_by(t.notes.c.id)
-            )
+            for n in self.conn.execute(_NOTES, {"oid": order_id})
         ]
         return Order.from_mapping(data)
 
@@ -85,16 +102,20 @@ class Tx:
         self.conn.execute(t.orders.insert(), _order_row(order, now))
         self.save_shipments(order)
 
-    def save_order(self, order: Order, previous_version: int, now: str) -> None:
-        """Write ``order`` only if nobody saved a version after ``previous_version``."""
+    def save_order(self, order: Order, previous: Order, now: str) -> None:
+        """Write ``order`` only if nobody saved a version after ``previous``; only the
+        shipments that changed are written."""
+        row = _order_row(order, now)
+        params = {f"v_{name}": row[name] for name in _ORDER_COLUMNS}
         result = self.conn.execute(
-            t.orders.update()
-            .where(t.orders.c.id == order.id, t.orders.c.version == previous_version)
-            .values(_order_row(order, now))
+            _SAVE_ORDER, {**params, "oid": order.id, "previous": previous.version}
         )
         if result.rowcount != 1:
             raise StaleOrder(order.id)
-        self.save_shipments(order)
+        before = dict(enumerate(previous.shipments))
+        for position, shipment in enumerate(order.shipments):
+            if before.get(position) != shipment:
+                self.save_shipment(order.id, position, shipment)
 
     def save_shipments(self, order: Order) -> None:
         for position, shipment in enumerate(order.shipments):
@@ -108,9 +129,8 @@ class Tx:
             "pickup_id": shipment.pickup_id,
             "data": shipment.to_mapping(),
         }
-        updated = self.conn.execute(
-            t.shipments.update().where(t.shipments.c.id == shipment.id).values(values)
-        ).rowcount
+        params = {f"v_{name}": value for name, value in values.items()}
+        updated = self.conn.execute(_SAVE_SHIPMENT, {**params, "sid": shipment.id}).rowcount
         if not updated:
             self.conn.execute(t.shipments.insert().values(id=shipment.id, **values))
 
@@ -175,7 +195,7 @@ class Tx:
         return self._insert_ignore(t.labels, values) == 1
 
     def label(self, key: str) -> sa.Row[Any] | None:
-        return self.conn.execute(sa.select(t.labels).where(t.labels.c.key == key)).first()
+        return self.conn.execute(_LABEL, {"key": key}).first()
 
     def update_label(self, key: str, **values: Any) -> None:
         self.conn.execute(t.labels.update().where(t.labels.c.key == key).values(**values))
@@ -208,7 +228,7 @@ class Tx:
         return self._insert_ignore(t.pickups, values) == 1
 
     def pickup(self, pickup_id: str) -> sa.Row[Any] | None:
-        return self.conn.execute(sa.select(t.pickups).where(t.pickups.c.id == pickup_id)).first()
+        return self.conn.execute(_PICKUP, {"pid": pickup_id}).first()
 
     def update_pickup(self, pickup_id: str, **values: Any) -> None:
         self.conn.execute(t.pickups.update().where(t.pickups.c.id == pickup_id).values(**values))
