@@ -84,6 +84,8 @@ class Engine:
             ),
         )
         self.plugin_context = PluginContext(client=self.http, data_dir=self.data_dir)
+        self._carriers: dict[str, Any] = {}  # built on first use, bound to their settings
+        self._notifiers: dict[str, Any] = {}
 
     def close(self) -> None:
         for plugin in [*self._carriers.values(), *self._notifiers.values()]:
@@ -114,20 +116,12 @@ class Engine:
         configured = self.config.rate_limits.get(carrier)
         return configured if configured is not None else self.carrier_plugins[carrier].rate_limit
 
-    @cached_property
-    def _carriers(self) -> dict[str, Any]:
-        return {}
-
     def carrier(self, name: str) -> Any:
         """The carrier ``name`` bound to its settings (built once, on first use)."""
         if name not in self._carriers:
             settings = resolve_secrets(self.config.carriers[name], f"carriers.{name}.settings")
             self._carriers[name] = self.carrier_plugins[name].factory(settings, self.plugin_context)
         return self._carriers[name]
-
-    @cached_property
-    def _notifiers(self) -> dict[str, Any]:
-        return {}
 
     def notifier(self, name: str) -> Any:
         if name not in self._notifiers:

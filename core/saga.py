@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from fulfil.core import automation, pickups
@@ -141,9 +141,8 @@ def prepare(engine: Engine, tx: Tx, key: str) -> Job | None:
     return Job(key, intent.carrier, request, reconcile=not first)
 
 
-def call(engine: Engine, job: Job) -> PurchasedLabel:
+def call(carrier: Any, job: Job) -> PurchasedLabel:
     """Runs in a worker thread: only the carrier's HTTP, no database."""
-    carrier = engine.carrier(job.carrier)
     if job.reconcile:
         found: PurchasedLabel | None = carrier.find_label(job.key)
         if found is not None:

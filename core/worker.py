@@ -158,8 +158,10 @@ class Worker:
             job = saga.prepare(engine, tx, row.payload["key"])
             if job is None:
                 return None
+            carrier = engine.carrier(job.carrier)
             return (
-                lambda: self._guarded(job.carrier, lambda: saga.call(engine, job)),
+                # The carrier is built here, on one thread, not raced for by the pool.
+                lambda: self._guarded(job.carrier, lambda: saga.call(carrier, job)),
                 lambda bought: self._bought(row, job, bought),
             )
         if row.kind == "notification":
@@ -167,9 +169,10 @@ class Worker:
             notifier = engine.notifier(row.payload["notifier"])
             return (lambda: notifier.send(message), lambda _: None)
         if row.kind == "void":
-            carrier, label = row.payload["carrier"], Label.from_mapping(row.payload["label"])
+            name, label = row.payload["carrier"], Label.from_mapping(row.payload["label"])
+            voider = engine.carrier(name)
             return (
-                lambda: self._guarded(carrier, lambda: engine.carrier(carrier).cancel_label(label)),
+                lambda: self._guarded(name, lambda: voider.cancel_label(label)),
                 lambda _: self._voided(row),
             )
         log.error("outbox row %s has unknown kind %r", row.id, row.kind)
