@@ -122,6 +122,7 @@ class Config:
     database_url: str  # a relative SQLite path already made absolute against base_dir
     carriers: Mapping[str, Mapping[str, Any]]  # enabled only: name -> settings (defaults in)
     rate_limits: Mapping[str, float]  # carrier -> requests a second, where the config sets one
+    dropoff: frozenset[str]  # carriers whose pickups the merchant turned off (drops off)
     routing: tuple[Rule, ...]
     notifiers: Mapping[str, Mapping[str, Any]]  # enabled only: name -> settings
     notifications: Mapping[str, Any]  # the [notifications] table, defaults in
@@ -209,6 +210,11 @@ def _build(data: Mapping[str, Any], registry: Registry, source: str, base_dir: P
         store=StoreSettings.from_mapping(filled["store"]),
         database_url=_absolute_sqlite_url(filled["database"]["url"], base_dir),
         carriers=settings("carriers", registry.carriers),
+        dropoff=frozenset(
+            name
+            for name, table in filled["carriers"].items()
+            if table["enabled"] and not table.get("pickups", True)
+        ),
         rate_limits={
             name: float(table["rate_limit"])
             for name, table in filled["carriers"].items()

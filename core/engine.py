@@ -109,7 +109,12 @@ class Engine:
 
     @cached_property
     def carriers_with_pickups(self) -> set[str]:
-        return {n for n, p in self.carrier_plugins.items() if p.supports(Capability.PICKUPS)}
+        """Carriers that collect: they offer pickups and the merchant did not turn them off."""
+        return {
+            name
+            for name, plugin in self.carrier_plugins.items()
+            if plugin.supports(Capability.PICKUPS) and name not in self.config.dropoff
+        }
 
     def rate_limit(self, carrier: str) -> float | None:
         """Requests a second: the merchant's setting, else what the plugin declares."""

@@ -258,3 +258,13 @@ def test_a_returned_order_can_get_a_return_label_through_the_saga(make_engine):
     assert "return_label" in events
     ledger = Ledger(engine.data_dir / "sandbox-ledger.sqlite")
     assert sorted(bool(p["is_return"]) for p in ledger.purchases()) == [False, True]
+
+
+def test_a_merchant_who_drops_parcels_off_ships_without_a_pickup(make_engine):
+    engine = make_engine({"carriers": {"sandbox": {"pickups": False}}})
+    place(engine, order_data(1016))
+    engine.record_payment(["ord_1016"], "paid")
+    drain(engine)
+    order = engine.get("ord_1016")
+    assert order.fulfilment_status is F.SHIPPED and order.shipments[0].pickup_id is None
+    assert Ledger(engine.data_dir / "sandbox-ledger.sqlite").pickups() == []
