@@ -140,8 +140,11 @@ class Worker:
             else:
                 if row.kind == "notification":
                     sent.append(row)
-                else:
+                    continue
+                try:
                     settle(result)
+                except Exception as error:  # e.g. the order changed under us: retry the row;
+                    self._failed(row, error)  # a bought label is then found by its key
         self._sent(sent)
         # Every pass, not only busy ones: a pickup that failed transiently is tried again.
         for pickup in pickups.book_due(engine):

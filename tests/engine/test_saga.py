@@ -157,3 +157,22 @@ def test_an_open_circuit_sends_labels_to_the_fallback(make_engine):
     orders = run_orders(engine, 12)
     assert all(o.shipments[0].label.carrier == "sandbox" for o in orders)
     assert picky.calls < 12 * 3  # the breaker stopped the calls, not max_attempts
+
+
+def test_a_failure_while_storing_a_label_retries_without_buying_again(make_engine, monkeypatch):
+    from fulfil.core import saga
+
+    real, calls = saga.settle_bought, []
+
+    def disk_full_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(saga, "settle_bought", disk_full_once)
+    engine = make_engine()
+    (order,) = run_orders(engine, 1)
+    assert order.shipments[0].label is not None and len(calls) == 2
+    ledger = Ledger(engine.data_dir / "sandbox-ledger.sqlite")
+    assert ledger.purchases_per_shipment() == {order.shipments[0].id: 1}
