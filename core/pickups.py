@@ -88,9 +88,7 @@ def _book(
         row = tx.pickup(key)
         if row is not None and row.status == "booked":
             return Pickup.from_mapping(row.data), False
-        orders = {oid: tx.load_order(oid) for oid, _ in shipments}
-    ids = {sid for _, sid in shipments}
-    covered = [s for o in orders.values() if o for s in o.shipments if s.id in ids]
+        covered = tx.shipments([sid for _, sid in shipments])
     pickup = Pickup(
         id=key,
         carrier=carrier,

@@ -134,6 +134,17 @@ class Tx:
         if not updated:
             self.conn.execute(t.shipments.insert().values(id=shipment.id, **values))
 
+    def shipments(self, shipment_ids: Sequence[str]) -> list[Shipment]:
+        """The shipments with these ids, in the order given (unknown ids are left out)."""
+        found: dict[str, Shipment] = {}
+        for start in range(0, len(shipment_ids), 500):
+            chunk = list(shipment_ids[start : start + 500])
+            query = sa.select(t.shipments.c.data).where(t.shipments.c.id.in_(chunk))
+            for data in self.conn.execute(query).scalars():
+                shipment = Shipment.from_mapping(data)
+                found[shipment.id] = shipment
+        return [found[sid] for sid in shipment_ids if sid in found]
+
     def list_orders(
         self, payment: str | None = None, fulfilment: str | None = None, limit: int | None = None
     ) -> list[sa.Row[Any]]:
