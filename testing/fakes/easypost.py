@@ -58,6 +58,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import attrs
+from fulfil.core.saga import CUSTOMS_UNION
 from fulfil.testing.server import FakeService, Request, Response
 
 __all__ = ["CARRIER_ACCOUNTS", "DEFAULT_RATES", "FakeEasyPost", "RateSpec", "Sale"]
@@ -108,40 +109,6 @@ LABEL_TYPES = {
     "ZPL": ("application/zpl", "zpl"),
     "EPL2": ("application/epl2", "epl2"),
 }
-
-# Parcels between these countries need no customs declaration.
-EU_CUSTOMS_UNION = frozenset(
-    [
-        "AT",
-        "BE",
-        "BG",
-        "HR",
-        "CY",
-        "CZ",
-        "DK",
-        "EE",
-        "FI",
-        "FR",
-        "DE",
-        "GR",
-        "HU",
-        "IE",
-        "IT",
-        "LV",
-        "LT",
-        "LU",
-        "MT",
-        "NL",
-        "PL",
-        "PT",
-        "RO",
-        "SK",
-        "SI",
-        "ES",
-        "SE",
-        "MC",
-    ]
-)
 
 INVALID_PARAMS = "Unable to create shipment, one or more parameters were invalid."
 
@@ -513,7 +480,7 @@ class FakeEasyPost(FakeService):
 
     def _check_purchasable(self, shipment: Mapping[str, Any]) -> None:
         origin, destination = shipment["from_address"]["country"], shipment["to_address"]["country"]
-        within_eu = origin in EU_CUSTOMS_UNION and destination in EU_CUSTOMS_UNION
+        within_eu = origin in CUSTOMS_UNION and destination in CUSTOMS_UNION
         if origin != destination and not within_eu and not shipment["customs_info"]:
             raise _refuse(
                 422,
