@@ -46,11 +46,9 @@ import base64
 import hashlib
 import itertools
 import json
-import struct
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -59,6 +57,7 @@ from urllib.parse import unquote
 
 import attrs
 from fulfil.core.saga import CUSTOMS_UNION
+from fulfil.testing.documents import pdf_from_objects, png_from_rows
 from fulfil.testing.server import FakeService, Request, Response
 
 __all__ = ["CARRIER_ACCOUNTS", "DEFAULT_RATES", "FakeEasyPost", "RateSpec", "Sale"]
@@ -901,19 +900,7 @@ def _pdf(lines: tuple[str, ...], tracking_code: str) -> bytes:
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, obj in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + obj + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return pdf_from_objects(objects)
 
 
 def _png(lines: tuple[str, ...], tracking_code: str) -> bytes:
@@ -930,21 +917,7 @@ def _png(lines: tuple[str, ...], tracking_code: str) -> bytes:
                 row[x] = 0
         rows.append(b"\x00" + bytes(row))
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"".join(rows), 9))
-        + chunk(b"IEND", b"")
-    )
+    return png_from_rows(width, height, b"".join(rows))
 
 
 def _zpl(lines: tuple[str, ...], tracking_code: str) -> bytes:

@@ -46,19 +46,17 @@ next shipment is created but its announcement fails, as the documented example s
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
-import struct
 import threading
 import uuid
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import attrs
+from fulfil.testing.documents import pdf_from_objects, png_from_rows
 from fulfil.testing.server import FakeService, Request, Response
 
 __all__ = ["DEFAULT_OPTIONS", "FakeOption", "SendcloudFake", "label_document"]
@@ -138,19 +136,7 @@ def _pdf(lines_per_page: list[list[str]]) -> bytes:
         )
         objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return pdf_from_objects(objects)
 
 
 def _png(seed: str, width: int = 48, height: int = 24) -> bytes:
@@ -158,18 +144,7 @@ def _png(seed: str, width: int = 48, height: int = 24) -> bytes:
     rows = b"".join(
         b"\x00" + bytes(digest[(x + y) % len(digest)] for x in range(width)) for y in range(height)
     )
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = binascii.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows, 9))
-        + chunk(b"IEND", b"")
-    )
+    return png_from_rows(width, height, rows)
 
 
 def _zpl(tracking_number: str) -> bytes:

@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import attrs
+from fulfil.testing.documents import pdf_from_objects
 from fulfil.testing.server import FakeService, Request, Response
 
 __all__ = ["FakeShippo", "ServiceLevel"]
@@ -584,19 +585,7 @@ def _pdf(text: str) -> bytes:
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return pdf_from_objects(objects)
 
 
 def _png(text: str, width: int = 8, height: int = 4) -> bytes:
