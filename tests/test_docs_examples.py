@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from fulfil.core.cli import main
 
 ROOT = Path(__file__).parents[1]
