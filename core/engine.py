@@ -18,13 +18,13 @@ from typing import Any
 import attrs
 import httpx
 import pluggy
-from fulfil.core.automation import request_returns, start_fulfilment
+from fulfil.core.automation import plan_shipments, request_returns, start_fulfilment
 from fulfil.core.carriers import Capability, CarrierPlugin
 from fulfil.core.clock import Clock, SystemClock
 from fulfil.core.config import Config
 from fulfil.core.context import PluginContext
 from fulfil.core.errors import InputError, OrderNotFound
-from fulfil.core.models import Address, LineItem, Money, Note, Order, Parcel, Shipment, ShipmentItem
+from fulfil.core.models import Address, LineItem, Money, Note, Order
 from fulfil.core.notifiers import Channel
 from fulfil.core.plugins import Hooks, make_plugin_manager
 from fulfil.core.secrets import resolve_secrets
@@ -415,15 +415,7 @@ class Engine:
 
 def _with_tracking(order: Order, number: str) -> Order:
     """Put a hand-entered tracking number on the shipments that lack one."""
-    shipments = order.shipments or (
-        Shipment(
-            id=f"{order.id}-1",
-            parcels=(
-                Parcel(weight_g=sum(i.weight_g * i.quantity for i in order.physical_items) or 100),
-            ),
-            items=tuple(ShipmentItem(i.sku, i.quantity) for i in order.physical_items),
-        ),
-    )
+    shipments = order.shipments or plan_shipments(order)
     return attrs.evolve(
         order,
         shipments=tuple(

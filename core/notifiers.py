@@ -11,13 +11,22 @@ a crash is not delivered twice.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 from fulfil.core.context import PluginContext
+from fulfil.core.errors import NotifierError
 
-__all__ = ["Audience", "Channel", "Message", "Notifier", "NotifierPlugin", "Receipt"]
+__all__ = [
+    "Audience",
+    "Channel",
+    "Message",
+    "Notifier",
+    "NotifierPlugin",
+    "Receipt",
+    "fan_out_failure",
+]
 
 
 class Channel(enum.StrEnum):
@@ -62,6 +71,32 @@ class Message:
 class Receipt:
     provider_id: str | None = None
     detail: str | None = None
+
+
+def fan_out_failure(
+    notifier: str, errors: Sequence[NotifierError], targets: int, delivered: int, what: str
+) -> NotifierError | None:
+    """The error to raise after sending one message to ``targets`` devices or endpoints.
+
+    Any transient failure makes the whole send transient (the notifier skips the targets
+    that took it when the row is retried); nothing delivered and nothing retryable raises
+    the first permanent error; otherwise None: the caller returns its receipt.
+    """
+    transient = [e for e in errors if e.transient]
+    if transient and targets == 1:
+        return transient[0]
+    if transient:
+        first = transient[0]
+        return NotifierError(
+            notifier,
+            f"{len(transient)} of {targets} {what}: {first.message}",
+            transient=True,
+            code=first.code,
+            retry_after=max(e.retry_after or 0.0 for e in transient) or None,
+        )
+    if not delivered:
+        return errors[0]
+    return None
 
 
 @runtime_checkable

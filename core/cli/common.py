@@ -13,7 +13,7 @@ from typing import Any
 import click
 from fulfil.core import __version__
 from fulfil.core.config import Config, load_config
-from fulfil.core.errors import FulfilError, InvalidTransition, ValidationFailed
+from fulfil.core.errors import FulfilError, ValidationFailed
 from fulfil.core.plugins import Hooks, make_plugin_manager
 from rich.console import Console
 
@@ -35,7 +35,7 @@ class FulfilGroup(click.Group):
                     f"[red]error[/red]: {problem}", highlight=False, markup=True, soft_wrap=True
                 )
             ctx.exit(1)
-        except (FulfilError, InvalidTransition) as error:
+        except FulfilError as error:
             err_console.print(f"[red]error[/red]: {error}", highlight=False, soft_wrap=True)
             ctx.exit(1)
 

@@ -54,7 +54,7 @@ from fulfil.core import hookimpl
 from fulfil.core.context import PluginContext
 from fulfil.core.errors import NotifierError
 from fulfil.core.http import parse_retry_after
-from fulfil.core.notifiers import Message, NotifierPlugin, Receipt
+from fulfil.core.notifiers import Message, NotifierPlugin, Receipt, fan_out_failure
 from fulfil.core.secrets import Secret, reveal
 
 __all__ = [
@@ -405,20 +405,10 @@ class FcmPushNotifier:
         outcomes = [self._send_once(message, device) for device in live]
         names = [o.name for o in outcomes if o.error is None]
         errors = [o.error for o in outcomes if o.error is not None]
-        transient = [e for e in errors if e.transient]
-        if transient and len(live) == 1:
-            raise transient[0]
-        if transient:  # retried later; devices that took it are skipped then
-            retry_after = max(e.retry_after or 0.0 for e in transient)
-            first = transient[0]
-            raise _error(
-                f"{len(transient)} of {len(live)} device(s): {first.message}",
-                transient=True,
-                code=first.code,
-                retry_after=retry_after or None,
-            )
-        if not names:
-            raise errors[0]
+        # On a retry, devices that took it are skipped (the ledger).
+        failure = fan_out_failure(NAME, errors, len(live), len(names), "device(s)")
+        if failure is not None:
+            raise failure
         detail = f"{len(names)} device(s)"
         if errors:
             detail += f", {len(errors)} failed for good ({errors[0].code})"

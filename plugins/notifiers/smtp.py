@@ -1,6 +1,6 @@
 """SMTP email notifier: real mail through a relay or a provider's submission port.
 
-Settings are ``SETTINGS_SCHEMA`` (documented in ``docs/notifiers/smtp.md``). TLS is
+Settings are ``SETTINGS_SCHEMA`` (documented in ``docs/notifiers.md``). TLS is
 verified against the system's CAs or ``cafile``; ``security = "starttls"`` never falls back
 to plain text when the server does not offer STARTTLS, and credentials are refused over a
 connection without TLS.

@@ -15,7 +15,7 @@ signed. Headers:
 
 A receiver recomputes the HMAC over the raw bytes, compares in constant time, rejects a
 timestamp more than five minutes away and drops an ``Idempotency-Key`` it has seen
-(``docs/notifiers/providers.md`` has the recipe). Answers: 2xx delivered; 410 Gone (the
+(``docs/notifiers.md`` has the recipe). Answers: 2xx delivered; 410 Gone (the
 endpoint was removed), 3xx and other 4xx permanent; 408, 429, 5xx, timeouts and connection
 errors transient, ``retry_after`` from ``Retry-After``. With several endpoints, one that
 already acknowledged a message is not sent it again when another one's failure is retried
@@ -45,7 +45,7 @@ from fulfil.core import __version__, hookimpl
 from fulfil.core.context import PluginContext
 from fulfil.core.errors import NotifierError
 from fulfil.core.http import parse_retry_after
-from fulfil.core.notifiers import Message, NotifierPlugin, Receipt
+from fulfil.core.notifiers import Message, NotifierPlugin, Receipt, fan_out_failure
 from fulfil.core.secrets import Secret, reveal
 
 __all__ = ["SETTINGS_SCHEMA", "WebhookNotifier", "signature"]
@@ -149,20 +149,10 @@ class WebhookNotifier:
                 delivered.append(self._post(message.dedupe_key, url, body, headers))
             except NotifierError as error:
                 errors.append(error)
-        transient = [e for e in errors if e.transient]
-        if transient and len(urls) == 1:
-            raise transient[0]
-        if transient:  # endpoints that acknowledged are skipped on the retry
-            retry_after = max(e.retry_after or 0.0 for e in transient)
-            first = transient[0]
-            raise _error(
-                f"{len(transient)} of {len(urls)} endpoint(s): {first.message}",
-                transient=True,
-                code=first.code,
-                retry_after=retry_after or None,
-            )
-        if not delivered:
-            raise errors[0]
+        # On a retry, endpoints that acknowledged are skipped.
+        failure = fan_out_failure(NAME, errors, len(urls), len(delivered), "endpoint(s)")
+        if failure is not None:
+            raise failure
         detail = f"{len(delivered)} endpoint(s) acknowledged"
         if errors:
             detail += f"; {len(errors)} refused it for good ({errors[0].code})"
