@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -73,6 +74,7 @@ class Job:
     carrier: str
     request: LabelRequest
     reconcile: bool  # an earlier outcome was unknown: look it up before buying
+    order: Order  # as read when the job was prepared; settling reuses it if still current
 
 
 def needs_customs(origin: str, destination: str) -> bool:
@@ -118,27 +120,29 @@ def label_request(
     )
 
 
-def prepare(engine: Engine, tx: Tx, key: str) -> Job | None:
-    """The job for an intent, or None when there is nothing left to do for it.
+def prepare(engine: Engine, tx: Tx, keys: Sequence[str]) -> dict[str, Job]:
+    """The jobs for these intents; an intent with nothing left to do has none.
 
-    The intent is marked ``sending`` before the call leaves: if this worker dies during
-    the call, whoever takes the row over knows a label may exist and looks it up first.
+    An intent is marked ``sending`` before its call leaves: if this worker dies during the
+    call, whoever takes the row over knows a label may exist and looks it up first. The
+    intents and their orders are read in a few queries for the whole batch.
     """
-    intent = tx.label(key)
-    if intent is None or intent.status not in PENDING:
-        return None
-    if intent.status == "intent":
-        tx.update_label(key, status="sending", updated_at=engine.clock.now().isoformat())
-    order = tx.load_order(intent.order_id)
-    assert order is not None  # an intent is only written with its order
-    shipment = next(s for s in order.shipments if s.id == intent.shipment_id)
-    first = intent.status == "intent"
-    request = attrs.evolve(
-        label_request(engine, order, shipment, key, intent.service),
-        maybe_sent=not first,
-        is_return=intent.purpose == "return",
-    )
-    return Job(key, intent.carrier, request, reconcile=not first)
+    intents = [i for i in tx.labels(keys).values() if i.status in PENDING]
+    first = [i.key for i in intents if i.status == "intent"]
+    tx.update_labels(first, status="sending", updated_at=engine.clock.now().isoformat())
+    orders = tx.load_orders(i.order_id for i in intents)
+    jobs = {}
+    for intent in intents:
+        order = orders[intent.order_id]  # an intent is only written with its order
+        shipment = next(s for s in order.shipments if s.id == intent.shipment_id)
+        request = attrs.evolve(
+            label_request(engine, order, shipment, intent.key, intent.service),
+            maybe_sent=intent.status != "intent",
+            is_return=intent.purpose == "return",
+        )
+        reconcile = intent.status != "intent"
+        jobs[intent.key] = Job(intent.key, intent.carrier, request, reconcile, order)
+    return jobs
 
 
 def call(carrier: Any, job: Job) -> PurchasedLabel:
@@ -164,13 +168,24 @@ def save_document(engine: Engine, key: str, label: PurchasedLabel) -> str | None
 
 
 def settle_bought(
-    engine: Engine, tx: Tx, key: str, bought: PurchasedLabel, path: str | None
+    engine: Engine,
+    tx: Tx,
+    key: str,
+    bought: PurchasedLabel,
+    path: str | None,
+    known: Order | None = None,
 ) -> Work | None:
-    """Store the label and advance the order; returns the work done (None if already)."""
+    """Store the label and advance the order; returns the work done (None if already).
+
+    ``known``: the order as the job read it; used when nobody changed it since (checked by
+    its version), which saves reading it again.
+    """
     intent = tx.label(key)
     if intent is None or intent.status == "bought":
         return None
-    order = tx.load_order(intent.order_id)
+    order = known
+    if order is None or tx.order_version(intent.order_id) != order.version:
+        order = tx.load_order(intent.order_id)
     assert order is not None
     now = engine.clock.now().isoformat()
     tx.update_label(

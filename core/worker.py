@@ -2,8 +2,9 @@
 
 Rows are claimed with a lease, so several worker processes can share one database and a
 killed worker's rows are taken over when its lease expires. The carrier and provider calls
-of a batch run concurrently in a thread pool (bulk label purchase is I/O-bound); every
-database write happens on the calling thread, one short transaction per outcome.
+run concurrently in a thread pool (bulk label purchase is I/O-bound) that is kept fed: new
+rows are claimed while earlier ones are still in flight. Every database write happens on
+the calling thread; the outcomes that completed together are stored in one transaction.
 Delivery is at least once; dedupe keys make the repeat harmless (the carrier's idempotency
 key, the notifier's dedupe key).
 """
@@ -17,7 +18,8 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import partial
 from typing import Any
 
 import attrs
@@ -28,6 +30,7 @@ from fulfil.core.models import Event, Label
 from fulfil.core.notifiers import Message
 from fulfil.core.resilience import CircuitBreaker, TokenBucket, full_jitter
 from fulfil.core.store.repo import Tx
+from fulfil.core.work import Work
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("label", "notification", "void")
 CIRCUIT_OPEN = "circuit_open"
+BOOKING_INTERVAL = 1.0  # seconds between pickup passes while busy (labels join booked ones)
 
 
 @attrs.define
@@ -43,6 +47,25 @@ class WorkerStats:
 
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] += n
+
+
+@attrs.define
+class Settled:
+    """What one settle transaction writes last, and what to do once it committed."""
+
+    done: list[tuple[int, int]] = attrs.field(factory=list)  # (outbox row id, attempts)
+    events: list[Event] = attrs.field(factory=list)
+    works: list[Work] = attrs.field(factory=list)
+    counts: Counter[str] = attrs.field(factory=Counter)
+
+
+@attrs.frozen
+class Task:
+    """A claimed row: the call a pool thread makes, and how its result is stored."""
+
+    row: Any
+    call: Callable[[], Any]
+    settle: Callable[[Tx, Any, Any, Settled], None]  # (tx, row, result, settled): in a tx
 
 
 class Worker:
@@ -90,16 +113,39 @@ class Worker:
         on_batch: Callable[[WorkerStats], None] | None = None,
         max_wait: float = 60.0,
     ) -> WorkerStats:
-        """Process batches; with ``until_idle``, return once nothing is due or will be soon.
+        """Work until stopped; with ``until_idle``, return once nothing is due or will be soon.
 
         Rows waiting for a retry less than ``max_wait`` seconds away are waited for, so
         ``fulfil run`` finishes a carrier's 429 or 5xx burst instead of leaving it behind.
+        ``should_stop`` ends the claiming; the calls in flight are finished and stored.
         """
-        while not should_stop():
-            handled = self.run_once()
+        in_flight: dict[Future[Any], Task] = {}
+        # Claim again when half the rows in hand are done: the pool never runs dry, and
+        # each claim (one transaction) takes many rows.
+        capacity = max(self.batch_size, 2 * self.concurrency)
+        next_booking = 0.0
+        while True:
+            stopping = should_stop()
+            claimed = 0
+            if not stopping and len(in_flight) <= capacity // 2:
+                claimed, tasks = self._claim(capacity - len(in_flight))
+                in_flight.update((self.pool.submit(task.call), task) for task in tasks)
+            if in_flight:
+                done, _ = wait(in_flight, timeout=poll_seconds, return_when=FIRST_COMPLETED)
+                self._settle([(in_flight.pop(future), future) for future in done])
+                if time.monotonic() >= next_booking:
+                    self._book_pickups()
+                    next_booking = time.monotonic() + BOOKING_INTERVAL
+                if on_batch:
+                    on_batch(self.stats)
+                continue
+            # Idle: every pass, so a pickup that failed transiently is tried again.
+            self._book_pickups()
             if on_batch:
                 on_batch(self.stats)
-            if handled:
+            if stopping:
+                break
+            if claimed:  # rows with nothing left to do were finished: look again at once
                 continue
             with self.engine.store.transaction() as tx:
                 due = tx.next_due()
@@ -109,74 +155,104 @@ class Worker:
             time.sleep(min(poll_seconds, max(due - now, 0.01)) if due else poll_seconds)
         return self.stats
 
-    def run_once(self) -> int:
-        """Claim one batch, do it, book the pickups it made ready; return rows handled."""
+    def _claim(self, limit: int) -> tuple[int, list[Task]]:
+        """Lease up to ``limit`` due rows and prepare their calls; (rows claimed, tasks)."""
         engine = self.engine
         with engine.store.transaction() as tx:
-            rows = tx.claim(
-                self.owner, engine.clock.time(), self.lease_seconds, self.batch_size, KINDS
-            )
-            tasks, broken = [], []
+            rows = tx.claim(self.owner, engine.clock.time(), self.lease_seconds, limit, KINDS)
+            keys = [row.payload["key"] for row in rows if row.kind == "label"]
+            jobs = saga.prepare(engine, tx, keys) if keys else {}
+            tasks, broken, done = [], [], []
             for row in rows:
                 try:
-                    task = self._task(tx, row)
+                    task = self._task(row, jobs)
                 except Exception as refused:  # e.g. a plugin refusing its settings
                     broken.append((row, refused))
                     continue
                 if task is None:  # nothing left to do (e.g. bought by an earlier attempt)
-                    self._finish(tx, row, status="done")
+                    done.append((row.id, row.attempts))
                 else:
-                    tasks.append((row, task))
+                    tasks.append(task)
+            self._finish_done(tx, done, engine.clock.now().isoformat())
         for row, problem in broken:
             self._failed(row, problem)
-        futures = {self.pool.submit(task[0]): (row, task[1]) for row, task in tasks}
-        sent: list[Any] = []
-        for future in as_completed(futures):
-            row, settle = futures[future]
+        return len(rows), tasks
+
+    def _settle(self, finished: list[tuple[Task, Future[Any]]]) -> None:
+        """Store the outcomes that completed together, in one transaction."""
+        outcomes = []
+        for task, future in finished:
             try:
-                result = future.result()
-            except Exception as error:  # settled per row below; never stops the batch
-                self._failed(row, error)
-            else:
-                if row.kind == "notification":
-                    sent.append(row)
-                    continue
+                outcomes.append((task, future.result()))
+            except Exception as error:  # settled per row; never stops the others
+                self._failed(task.row, error)
+        if not outcomes:
+            return
+        try:
+            settled = self._store(outcomes)
+        except Exception:
+            # One outcome could not be stored (e.g. its order changed under us): store each
+            # alone, so that one row retried does not take the others with it.
+            settled = Settled()
+            for task, result in outcomes:
                 try:
-                    settle(result)
-                except Exception as error:  # e.g. the order changed under us: retry the row;
-                    self._failed(row, error)  # a bought label is then found by its key
-        self._sent(sent)
-        # Every pass, not only busy ones: a pickup that failed transiently is tried again.
-        for pickup in pickups.book_due(engine):
+                    one = self._store([(task, result)])
+                except Exception as error:  # retried; a bought label is then found by key
+                    self._failed(task.row, error)
+                else:
+                    settled.works += one.works
+                    settled.counts += one.counts
+        self.stats.counts.update(settled.counts)
+        self.engine.after_commit(settled.works)
+
+    def _store(self, outcomes: list[tuple[Task, Any]]) -> Settled:
+        settled = Settled()
+        now = self.engine.clock.now().isoformat()
+        with self.engine.store.transaction() as tx:
+            for task, result in outcomes:
+                task.settle(tx, task.row, result, settled)
+            tx.add_events(settled.events)
+            self._finish_done(tx, settled.done, now)
+        return settled
+
+    def _finish_done(self, tx: Tx, rows: list[tuple[int, int]], now: str) -> None:
+        lost = len(rows) - tx.finish_done(self.owner, now, rows)
+        if lost:
+            log.warning("%d outbox row(s): lease lost to another worker", lost)
+
+    def _book_pickups(self) -> None:
+        for pickup in pickups.book_due(self.engine):
             self.stats.add("pickups")
             log.info("pickup %s booked", pickup.id)
-        return len(rows)
 
     # --- per kind -----------------------------------------------------------------------
 
-    def _task(self, tx: Tx, row: Any) -> tuple[Callable[[], Any], Callable[[Any], None]] | None:
-        """(work for a pool thread, what to do with its result on this thread), or None."""
+    def _task(self, row: Any, jobs: dict[str, saga.Job]) -> Task | None:
+        """The call for a row and how to store its result, or None if nothing is left."""
         engine = self.engine
         if row.kind == "label":
-            job = saga.prepare(engine, tx, row.payload["key"])
+            job = jobs.get(row.payload["key"])
             if job is None:
                 return None
-            carrier = engine.carrier(job.carrier)
-            return (
-                # The carrier is built here, on one thread, not raced for by the pool.
-                lambda: self._guarded(job.carrier, lambda: saga.call(carrier, job)),
-                lambda bought: self._bought(row, job, bought),
-            )
+            carrier = engine.carrier(job.carrier)  # built here, not raced for by the pool
+
+            def buy() -> tuple[Any, str | None]:
+                bought = self._guarded(job.carrier, lambda: saga.call(carrier, job))
+                # Written by the pool thread, before the commit that points at it.
+                return bought, saga.save_document(engine, job.key, bought)
+
+            return Task(row, buy, partial(self._bought, job))
         if row.kind == "notification":
             message = Message.from_mapping(row.payload["message"])
             notifier = engine.notifier(row.payload["notifier"])
-            return (lambda: notifier.send(message), lambda _: None)
+            return Task(row, lambda: notifier.send(message), self._sent)
         if row.kind == "void":
             name, label = row.payload["carrier"], Label.from_mapping(row.payload["label"])
             voider = engine.carrier(name)
-            return (
+            return Task(
+                row,
                 lambda: self._guarded(name, lambda: voider.cancel_label(label)),
-                lambda _: self._voided(row),
+                self._voided,
             )
         log.error("outbox row %s has unknown kind %r", row.id, row.kind)
         return None
@@ -206,44 +282,36 @@ class Worker:
         breaker.success()
         return result
 
-    def _voided(self, row: Any) -> None:
-        self.stats.add("labels_voided")
-        with self.engine.store.transaction() as tx:
-            self._finish(tx, row, status="done")
+    def _voided(self, tx: Tx, row: Any, _result: Any, settled: Settled) -> None:
+        settled.done.append((row.id, row.attempts + 1))
+        settled.counts["labels_voided"] += 1
 
-    def _bought(self, row: Any, job: saga.Job, bought: Any) -> None:
-        engine = self.engine
-        path = saga.save_document(engine, job.key, bought)  # before the commit that points at it
-        with engine.store.transaction() as tx:
-            work = saga.settle_bought(engine, tx, job.key, bought, path)
-            self._finish(tx, row, status="done")
+    def _bought(self, job: saga.Job, tx: Tx, row: Any, result: Any, settled: Settled) -> None:
+        bought, path = result
+        work = saga.settle_bought(self.engine, tx, job.key, bought, path, job.order)
+        settled.done.append((row.id, row.attempts + 1))
         if work is not None:
-            self.stats.add("labels")
-            engine.after_commit([work])
+            settled.works.append(work)
+            settled.counts["labels"] += 1
 
-    def _sent(self, rows: list[Any]) -> None:
-        if not rows:
-            return
-        now = self.engine.clock.now()
-        with self.engine.store.transaction() as tx:
-            for row in rows:
-                self._finish(tx, row, status="done", attempts=row.attempts + 1, last_error=None)
-            tx.add_events(
-                Event(
-                    row.order_id,
-                    int(row.payload.get("version", 0)),
-                    now,
-                    "notification",
-                    f"plugin:{row.payload['notifier']}",
-                    {
-                        "template": row.payload["message"]["event"],
-                        "channel": row.payload["message"]["channel"],
-                        "audience": row.payload["message"]["audience"],
-                    },
-                )
-                for row in rows
+    def _sent(self, tx: Tx, row: Any, _result: Any, settled: Settled) -> None:
+        message = row.payload["message"]
+        settled.done.append((row.id, row.attempts + 1))
+        settled.events.append(
+            Event(
+                row.order_id,
+                int(row.payload.get("version", 0)),
+                self.engine.clock.now(),
+                "notification",
+                f"plugin:{row.payload['notifier']}",
+                {
+                    "template": message["event"],
+                    "channel": message["channel"],
+                    "audience": message["audience"],
+                },
             )
-        self.stats.add("messages", len(rows))
+        )
+        settled.counts["messages"] += 1
 
     def _failed(self, row: Any, error: BaseException) -> None:
         """Retry, fall back or dead-letter one row, in one transaction with its outcome."""

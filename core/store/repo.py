@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,8 +35,41 @@ _SAVE_SHIPMENT = (
     .where(t.shipments.c.id == sa.bindparam("sid"))
     .values({name: sa.bindparam(f"v_{name}") for name in _SHIPMENT_COLUMNS})
 )
+_ORDER_VERSION = sa.select(t.orders.c.version).where(t.orders.c.id == sa.bindparam("oid"))
 _LABEL = sa.select(t.labels).where(t.labels.c.key == sa.bindparam("key"))
 _PICKUP = sa.select(t.pickups).where(t.pickups.c.id == sa.bindparam("pid"))
+# WHERE clauses of the UPDATEs built by ``_update``: module constants, so its cache hits.
+_LABEL_WHERE = (t.labels.c.key == sa.bindparam("k"),)
+_FINISH_WHERE = (
+    t.outbox.c.id == sa.bindparam("rid"),
+    t.outbox.c.lease_owner == sa.bindparam("owner"),
+)
+_FINISH_DONE = (
+    t.outbox.update()
+    .where(*_FINISH_WHERE)
+    .values(
+        status="done",
+        attempts=sa.bindparam("attempts"),
+        last_error=None,
+        lease_owner=None,
+        lease_until=None,
+        updated_at=sa.bindparam("now"),
+    )
+)
+# SQLite's default limit on bound parameters is 999 before 3.32: stay well under it.
+_IN_CHUNK = 500
+
+
+@cache
+def _update(table: sa.Table, where: tuple[Any, ...], columns: frozenset[str]) -> sa.Update:
+    """An UPDATE of ``columns`` (bound as ``v_<name>``), built once per column set."""
+    return table.update().where(*where).values({c: sa.bindparam(f"v_{c}") for c in columns})
+
+
+def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
+    items = list(values)
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
 
 
 class StaleOrder(Exception):
@@ -97,6 +132,34 @@ class Tx:
             for n in self.conn.execute(_NOTES, {"oid": order_id})
         ]
         return Order.from_mapping(data)
+
+    def load_orders(self, order_ids: Iterable[str]) -> dict[str, Order]:
+        """Several orders by id, three queries for all of them (unknown ids left out)."""
+        found: dict[str, Order] = {}
+        for chunk in _chunks(set(order_ids)):
+            rows = self.conn.execute(sa.select(t.orders).where(t.orders.c.id.in_(chunk)))
+            data = {row.id: {**row.data, "version": row.version} for row in rows}
+            shipments: dict[str, list[Any]] = defaultdict(list)
+            query = (
+                sa.select(t.shipments.c.order_id, t.shipments.c.data)
+                .where(t.shipments.c.order_id.in_(chunk))
+                .order_by(t.shipments.c.order_id, t.shipments.c.position)
+            )
+            for order_id, shipment in self.conn.execute(query):
+                shipments[order_id].append(shipment)
+            notes: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            query = sa.select(t.notes).where(t.notes.c.order_id.in_(chunk)).order_by(t.notes.c.id)
+            for n in self.conn.execute(query):
+                notes[n.order_id].append({"at": n.at, "author": n.author, "text": n.text})
+            for order_id, mapping in data.items():
+                mapping["shipments"] = shipments[order_id]
+                mapping["notes"] = notes[order_id]
+                found[order_id] = Order.from_mapping(mapping)
+        return found
+
+    def order_version(self, order_id: str) -> int | None:
+        version = self.conn.execute(_ORDER_VERSION, {"oid": order_id}).scalar()
+        return int(version) if version is not None else None
 
     def insert_order(self, order: Order, now: str) -> None:
         self.conn.execute(t.orders.insert(), _order_row(order, now))
@@ -208,8 +271,23 @@ class Tx:
     def label(self, key: str) -> sa.Row[Any] | None:
         return self.conn.execute(_LABEL, {"key": key}).first()
 
+    def labels(self, keys: Iterable[str]) -> dict[str, sa.Row[Any]]:
+        found = {}
+        for chunk in _chunks(keys):
+            for row in self.conn.execute(sa.select(t.labels).where(t.labels.c.key.in_(chunk))):
+                found[row.key] = row
+        return found
+
     def update_label(self, key: str, **values: Any) -> None:
-        self.conn.execute(t.labels.update().where(t.labels.c.key == key).values(**values))
+        self.update_labels([key], **values)
+
+    def update_labels(self, keys: Sequence[str], **values: Any) -> None:
+        """Set the same values on several labels (one statement, executed for each key)."""
+        if not keys:
+            return
+        stmt = _update(t.labels, _LABEL_WHERE, frozenset(values))
+        params = {f"v_{name}": value for name, value in values.items()}
+        self.conn.execute(stmt, [{**params, "k": key} for key in keys])
 
     def labels_for(self, order_id: str) -> list[sa.Row[Any]]:
         query = sa.select(t.labels).where(t.labels.c.order_id == order_id)
@@ -285,12 +363,22 @@ class Tx:
 
     def finish(self, row_id: int, owner: str, now_iso: str, **values: Any) -> bool:
         """Settle a leased row; False when the lease was lost to another worker."""
-        result = self.conn.execute(
-            t.outbox.update()
-            .where(t.outbox.c.id == row_id, t.outbox.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None, updated_at=now_iso, **values)
-        )
+        values = {"lease_owner": None, "lease_until": None, "updated_at": now_iso, **values}
+        stmt = _update(t.outbox, _FINISH_WHERE, frozenset(values))
+        params = {f"v_{name}": value for name, value in values.items()}
+        result = self.conn.execute(stmt, {**params, "rid": row_id, "owner": owner})
         return result.rowcount == 1
+
+    def finish_done(self, owner: str, now_iso: str, rows: Sequence[tuple[int, int]]) -> int:
+        """Mark leased rows done, ``(row id, attempts)`` each; return how many still had
+        their lease (the others were taken over by another worker)."""
+        if not rows:
+            return 0
+        result = self.conn.execute(
+            _FINISH_DONE,
+            [{"rid": rid, "owner": owner, "now": now_iso, "attempts": n} for rid, n in rows],
+        )
+        return int(result.rowcount)
 
     def outbox_rows(
         self,
