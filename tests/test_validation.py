@@ -20,6 +20,8 @@ from fulfil.core.validation import (
     problems,
     validate_orders,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 SCHEMAS = ["order", "config"]
@@ -433,3 +435,51 @@ def test_fill_defaults_follows_refs_and_creates_defaulted_objects() -> None:
         "rules": [{"country": "*"}, {"country": "FR"}],
     }
     assert data == original
+
+
+def _paths(value: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield at
+    if isinstance(value, dict | list):
+        children = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, child in children:
+            yield from _paths(child, (*at, key))
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_compiled_check_never_passes_what_jsonschema_refuses(data: st.DataObject) -> None:
+    """validate_orders takes a "valid" from jsonschema-rs to skip jsonschema: it must never
+    pass an order that jsonschema (whose errors are the ones reported) would refuse."""
+    from fulfil.core.validation import _bundled_validator, _plainly_valid
+
+    order = an_order(3, billing_address=None, customer={"name": "A", "email": "a@b.example"})
+    order = json.loads(json.dumps(order))
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from([p for p in _paths(order) if p]))
+        *parents, last = path
+        parent = order
+        for key in parents:
+            parent = parent[key]
+        if data.draw(st.booleans()) and isinstance(parent, dict):
+            del parent[last]
+        else:
+            parent[last] = data.draw(_JSON_VALUES)
+    if _plainly_valid("order", order):
+        assert list(_bundled_validator("order").iter_errors(order)) == []
+
+
+def test_the_compiled_check_passes_a_valid_order_and_uses_fulfils_formats() -> None:
+    from fulfil.core.validation import _plainly_valid
+
+    assert _plainly_valid("order", an_order())
+    # "a@b" is an address to jsonschema-rs's own email format, not to fulfil's.
+    customer = {"name": "A", "email": "a@b"}
+    assert not _plainly_valid("order", an_order(customer=customer))
+    assert validate_orders(an_order(customer=customer), "x")[1][0].path == "customer.email"
