@@ -2,7 +2,8 @@
 
 Objects are built from validated input with named constructors (``Order.from_mapping``)
 and turned back into plain JSON-ready mappings with ``to_mapping``; the two round-trip.
-A change returns a new object (``attrs.evolve``). Validation of *input* is the JSON
+A change returns a new object (``attrs.evolve``; a status change, the hottest write, uses
+``Order.with_payment_status`` / ``with_fulfilment_status``). Validation of *input* is the JSON
 Schema's job at the boundary (``fulfil.core.validation``); the validators here only guard
 invariants that code, not users, could break.
 
@@ -13,10 +14,11 @@ millimetres; conversion to a carrier's units happens at the carrier edge.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import types
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, final
 
 import attrs
 from fulfil.core.states import FulfilmentStatus, PaymentStatus
@@ -406,6 +408,50 @@ class Event:
         )
 
 
+def _compile_copier(cls: type, *replaced: str) -> Callable[..., Any]:
+    """Compile ``copy(instance, *values)``: a new ``cls`` whose ``replaced`` fields are set
+    to ``values`` and whose other fields are the ``instance``'s (the same objects).
+
+    Why: ``attrs.evolve`` re-runs ``__init__`` (a ``getattr`` and a keyword per field, every
+    converter): about 4 us for the 19 fields of ``Order``, half of a whole status change.
+    This copy costs about 1 us. It skips ``__init__``, so it is only correct when the new
+    values already are what their fields' converters would make of them (its callers see to
+    that), no replaced field has a validator, and ``__init__`` does nothing but store the
+    fields: checked here, once.
+
+    Each field is written through its slot's member descriptor, which stores the value
+    without going through the frozen ``__setattr__`` (attrs' own ``__init__`` does the same
+    with ``object.__setattr__``). The body is unrolled with ``exec``, the way attrs builds
+    ``__init__``, because a loop over the fields costs another 0.7 us.
+    """
+    fields = attrs.fields(cls)
+    names = [field.name for field in fields]
+    unknown = set(replaced) - set(names)
+    validated = [field.name for field in fields if field.name in replaced and field.validator]
+    extra_slots = set(cls.__dict__.get("__slots__", ())) - set(names) - {"__weakref__"}
+    if (
+        unknown
+        or validated
+        or extra_slots  # e.g. cache_hash's slot, which __init__ would reset
+        or not all(isinstance(cls.__dict__.get(n), types.MemberDescriptorType) for n in names)
+        or hasattr(cls, "__attrs_pre_init__")
+        or hasattr(cls, "__attrs_post_init__")
+        or not all(field.init for field in fields)
+    ):
+        raise TypeError(f"{cls.__name__} cannot be copied field by field, replacing {replaced}")
+    params = {name: f"value_{i}" for i, name in enumerate(replaced)}
+    lines = [f"def copy(instance, {', '.join(params.values())}):", "    new = new_object(cls)"]
+    for i, name in enumerate(names):
+        lines.append(f"    set_{i}(new, {params.get(name, f'instance.{name}')})")
+    lines.append("    return new")
+    namespace: dict[str, Any] = {"cls": cls, "new_object": object.__new__}
+    namespace.update({f"set_{i}": cls.__dict__[name].__set__ for i, name in enumerate(names)})
+    exec("\n".join(lines), namespace)  # the source is made of field names only
+    copy: Callable[..., Any] = namespace["copy"]
+    return copy
+
+
+@final  # the compiled copiers below build an Order, not a subclass
 @attrs.frozen
 class Order:
     id: str
@@ -492,6 +538,18 @@ class Order:
             }
         )
 
+    def with_payment_status(self, status: str, version: int) -> Order:
+        """``attrs.evolve(self, payment_status=status, version=version)``, 4 times faster."""
+        if type(status) is not PaymentStatus:
+            status = PaymentStatus(status)  # the field's converter; a member needs none
+        return _copy_with_payment_status(self, status, version)
+
+    def with_fulfilment_status(self, status: str, version: int) -> Order:
+        """``attrs.evolve(self, fulfilment_status=status, version=version)``, 4 times faster."""
+        if type(status) is not FulfilmentStatus:
+            status = FulfilmentStatus(status)  # the field's converter; a member needs none
+        return _copy_with_fulfilment_status(self, status, version)
+
     @property
     def physical_items(self) -> tuple[LineItem, ...]:
         return tuple(i for i in self.items if i.is_physical)
@@ -513,3 +571,13 @@ class Order:
     @property
     def locale(self) -> str | None:
         return self.customer.locale
+
+
+# Order.with_payment_status / with_fulfilment_status run the status converter themselves;
+# version has none. The other fields come from a valid Order, so they are valid as they are.
+_copy_with_payment_status: Callable[[Order, PaymentStatus, int], Order] = _compile_copier(
+    Order, "payment_status", "version"
+)
+_copy_with_fulfilment_status: Callable[[Order, FulfilmentStatus, int], Order] = _compile_copier(
+    Order, "fulfilment_status", "version"
+)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from importlib import metadata
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import pluggy
@@ -131,11 +131,19 @@ class Registry:
         return rows
 
 
+class _Listener(NamedTuple):
+    function: Callable[..., object]
+    plugin_name: str
+    argnames: tuple[str, ...] | None  # None: it takes every argument, in the hook's order
+
+
 class Hooks:
     """Typed, keyword-only calls into the plugin manager; the only caller of ``pm.hook``."""
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
+        # hook name -> (pluggy's implementations when last seen, the listeners made of them)
+        self._listeners: dict[str, tuple[list[Any], tuple[_Listener, ...]]] = {}
 
     @cached_property
     def registry(self) -> Registry:
@@ -169,24 +177,55 @@ class Hooks:
 
     # Observers: each implementation runs on its own so that one failure stops nothing.
     def order_placed(self, order: Order) -> list[str]:
-        return self._observe("fulfil_order_placed", order=order)
+        return self._observe("fulfil_order_placed", ("order",), order)
 
     def status_changed(self, order: Order, change: StatusChange) -> list[str]:
-        return self._observe("fulfil_status_changed", order=order, change=change)
+        return self._observe("fulfil_status_changed", ("order", "change"), order, change)
 
     def label_purchased(self, order: Order, shipment: Shipment, label: Label) -> list[str]:
-        return self._observe("fulfil_label_purchased", order=order, shipment=shipment, label=label)
+        return self._observe(
+            "fulfil_label_purchased", ("order", "shipment", "label"), order, shipment, label
+        )
 
     def pickup_scheduled(self, pickup: Pickup) -> list[str]:
-        return self._observe("fulfil_pickup_scheduled", pickup=pickup)
+        return self._observe("fulfil_pickup_scheduled", ("pickup",), pickup)
 
-    def _observe(self, hook_name: str, **kwargs: Any) -> list[str]:
-        """Call every listener; return one line per listener that raised."""
+    def _observe(self, hook_name: str, names: tuple[str, ...], *args: Any) -> list[str]:
+        """Call every listener with the ``args`` (named ``names``) it takes; return one line
+        per listener that raised."""
         failures = []
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+        for function, plugin_name, argnames in self._listeners_of(hook_name, names):
             try:
-                impl.function(*[kwargs[name] for name in impl.argnames])
+                if argnames is None:
+                    function(*args)
+                else:
+                    given = dict(zip(names, args, strict=True))
+                    function(*[given[name] for name in argnames])
             except Exception as exc:  # a listener must not stop the others or the change
-                log.exception("listener %s of %s failed", impl.plugin_name, hook_name)
-                failures.append(f"{impl.plugin_name}: {type(exc).__name__}: {exc}")
+                log.exception("listener %s of %s failed", plugin_name, hook_name)
+                failures.append(f"{plugin_name}: {type(exc).__name__}: {exc}")
         return failures
+
+    def _listeners_of(self, hook_name: str, names: tuple[str, ...]) -> tuple[_Listener, ...]:
+        """The hook's implementations in pluggy's calling order (last registered first).
+
+        Cached because reading each one's name and arguments on every call is most of the
+        cost of a status change's dispatch. The cache holds pluggy's list as it was, which
+        any ``register`` or ``unregister`` changes: comparing the two (by identity, a few
+        elements) is what keeps plugins registered later on from being missed. An entry is
+        replaced as one tuple, so a worker thread reads either the old one or the new one.
+        """
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        cached = self._listeners.get(hook_name)
+        if cached is not None and cached[0] == impls:
+            return cached[1]
+        listeners = tuple(
+            _Listener(
+                impl.function,
+                impl.plugin_name,
+                None if tuple(impl.argnames) == names else tuple(impl.argnames),
+            )
+            for impl in reversed(impls)
+        )
+        self._listeners[hook_name] = (impls, listeners)
+        return listeners

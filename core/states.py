@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import attrs
 from fulfil.core.errors import InvalidTransition
@@ -56,29 +57,34 @@ class FulfilmentStatus(enum.StrEnum):
 Machine = Literal["payment", "fulfilment"]
 P, F = PaymentStatus, FulfilmentStatus
 
-PAYMENT: Mapping[PaymentStatus, frozenset[PaymentStatus]] = {
-    P.INCOMPLETE: frozenset({P.AWAITING_PAYMENT, P.PAID, P.CANCELLED}),
-    P.AWAITING_PAYMENT: frozenset({P.PAID, P.CANCELLED}),
-    P.PAID: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
-    P.PARTIALLY_REFUNDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
-    P.REFUNDED: frozenset(),
-    P.CANCELLED: frozenset(),
-}
+# Read-only: _MOVES below is built from these tables once, at import.
+PAYMENT: Mapping[PaymentStatus, frozenset[PaymentStatus]] = MappingProxyType(
+    {
+        P.INCOMPLETE: frozenset({P.AWAITING_PAYMENT, P.PAID, P.CANCELLED}),
+        P.AWAITING_PAYMENT: frozenset({P.PAID, P.CANCELLED}),
+        P.PAID: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
+        P.PARTIALLY_REFUNDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
+        P.REFUNDED: frozenset(),
+        P.CANCELLED: frozenset(),
+    }
+)
 
 _FINAL_FULFILMENT = frozenset({F.DELIVERED, F.WILL_NOT_DELIVER, F.RETURNED})
 
-FULFILMENT: Mapping[FulfilmentStatus, frozenset[FulfilmentStatus]] = {
-    F.AWAITING_PROCESSING: frozenset({F.PROCESSING, F.DELIVERED, F.WILL_NOT_DELIVER}),
-    F.PROCESSING: frozenset(
-        {F.SHIPPED, F.READY_FOR_PICKUP, F.OUT_FOR_DELIVERY, F.WILL_NOT_DELIVER}
-    ),
-    F.READY_FOR_PICKUP: frozenset({F.DELIVERED, F.WILL_NOT_DELIVER}),
-    F.OUT_FOR_DELIVERY: frozenset({F.DELIVERED, F.WILL_NOT_DELIVER}),
-    F.SHIPPED: frozenset({F.DELIVERED, F.RETURNED, F.WILL_NOT_DELIVER}),
-    F.DELIVERED: frozenset({F.RETURNED}),
-    F.WILL_NOT_DELIVER: frozenset(),
-    F.RETURNED: frozenset(),
-}
+FULFILMENT: Mapping[FulfilmentStatus, frozenset[FulfilmentStatus]] = MappingProxyType(
+    {
+        F.AWAITING_PROCESSING: frozenset({F.PROCESSING, F.DELIVERED, F.WILL_NOT_DELIVER}),
+        F.PROCESSING: frozenset(
+            {F.SHIPPED, F.READY_FOR_PICKUP, F.OUT_FOR_DELIVERY, F.WILL_NOT_DELIVER}
+        ),
+        F.READY_FOR_PICKUP: frozenset({F.DELIVERED, F.WILL_NOT_DELIVER}),
+        F.OUT_FOR_DELIVERY: frozenset({F.DELIVERED, F.WILL_NOT_DELIVER}),
+        F.SHIPPED: frozenset({F.DELIVERED, F.RETURNED, F.WILL_NOT_DELIVER}),
+        F.DELIVERED: frozenset({F.RETURNED}),
+        F.WILL_NOT_DELIVER: frozenset(),
+        F.RETURNED: frozenset(),
+    }
+)
 
 
 @attrs.frozen
@@ -107,13 +113,15 @@ def _digital_and_paid(order: Order, _: Policy) -> bool:
     return order.is_digital_only and order.payment_status is P.PAID
 
 
-GUARDS: Mapping[tuple[str, str], tuple[Guard, ...]] = {
-    (F.AWAITING_PROCESSING, F.PROCESSING): (_paid,),
-    (F.AWAITING_PROCESSING, F.DELIVERED): (_digital_and_paid,),
-    (F.PROCESSING, F.SHIPPED): (_type_is("shipping"), _all_trackable),
-    (F.PROCESSING, F.READY_FOR_PICKUP): (_type_is("pickup"),),
-    (F.PROCESSING, F.OUT_FOR_DELIVERY): (_type_is("local_delivery"),),
-}
+GUARDS: Mapping[tuple[str, str], tuple[Guard, ...]] = MappingProxyType(
+    {
+        (F.AWAITING_PROCESSING, F.PROCESSING): (_paid,),
+        (F.AWAITING_PROCESSING, F.DELIVERED): (_digital_and_paid,),
+        (F.PROCESSING, F.SHIPPED): (_type_is("shipping"), _all_trackable),
+        (F.PROCESSING, F.READY_FOR_PICKUP): (_type_is("pickup"),),
+        (F.PROCESSING, F.OUT_FOR_DELIVERY): (_type_is("local_delivery"),),
+    }
+)
 
 
 @attrs.frozen
@@ -144,8 +152,26 @@ class StatusChange:
         }
 
 
-def _current(order: Order, machine: Machine) -> str:
-    return order.payment_status if machine == "payment" else order.fulfilment_status
+class _Move(NamedTuple):
+    status: str  # the new status, a PaymentStatus or FulfilmentStatus member
+    old: str  # the old and new status as plain strings, for the StatusChange
+    new: str
+    guards: tuple[Guard, ...]
+
+
+def _moves() -> dict[tuple[str, str, str], _Move]:
+    """Every edge of both tables with its guards, keyed ``(machine, current, target)``, so
+    that checking a move is one lookup and its own guards (the tables are read-only)."""
+    moves: dict[tuple[str, str, str], _Move] = {}
+    for machine, table in (("payment", PAYMENT), ("fulfilment", FULFILMENT)):
+        for current, targets in table.items():
+            for target in targets:
+                guards = GUARDS.get((current, target), ()) if machine == "fulfilment" else ()
+                moves[machine, current, target] = _Move(target, current.value, target.value, guards)
+    return moves
+
+
+_MOVES = _moves()
 
 
 def allowed_next(order: Order, machine: Machine, policy: Policy = Policy()) -> list[str]:
@@ -160,20 +186,29 @@ def allowed_next(order: Order, machine: Machine, policy: Policy = Policy()) -> l
     )
 
 
-def check(order: Order, machine: Machine, target: str, policy: Policy = Policy()) -> None:
-    """Raise ``InvalidTransition`` unless ``order`` may move ``machine`` to ``target``."""
+def _checked_move(order: Order, machine: Machine, target: str, policy: Policy) -> _Move:
+    if machine == "payment":
+        current: str = order.payment_status
+    elif machine == "fulfilment":
+        current = order.fulfilment_status
+    else:
+        raise ValueError(f"machine must be 'payment' or 'fulfilment', not {machine!r}")
     # The happy path runs the requested edge's guards only; the sorted list of every
     # allowed move (all guards of all edges) is built for the error message alone.
-    if machine == "payment":
-        if target in PAYMENT[order.payment_status]:
-            return
-    else:
-        current = order.fulfilment_status
-        guards = GUARDS.get((current, target), ())
-        if target in FULFILMENT[current] and all(guard(order, policy) for guard in guards):
-            return
+    move = _MOVES.get((machine, current, target))
+    if move is not None:
+        for guard in move.guards:  # a loop, not all(): no generator on the hot path
+            if not guard(order, policy):
+                break
+        else:
+            return move
     allowed = allowed_next(order, machine, policy)
-    raise InvalidTransition(order.id, machine, _current(order, machine), target, allowed)
+    raise InvalidTransition(order.id, machine, current, target, allowed)
+
+
+def check(order: Order, machine: Machine, target: str, policy: Policy = Policy()) -> None:
+    """Raise ``InvalidTransition`` unless ``order`` may move ``machine`` to ``target``."""
+    _checked_move(order, machine, target, policy)
 
 
 def apply(
@@ -187,17 +222,21 @@ def apply(
     data: Mapping[str, object] | None = None,
 ) -> tuple[Order, StatusChange]:
     """Check and apply one move; return the new order and the change it made."""
-    if machine not in ("payment", "fulfilment"):
-        raise ValueError(f"machine must be 'payment' or 'fulfilment', not {machine!r}")
-    check(order, machine, target, policy)
-    old = str(_current(order, machine))
+    move = _checked_move(order, machine, target, policy)
     version = order.version + 1
     if machine == "payment":
-        new = attrs.evolve(order, payment_status=PaymentStatus(target), version=version)
+        new = order.with_payment_status(move.status, version)
     else:
-        new = attrs.evolve(order, fulfilment_status=FulfilmentStatus(target), version=version)
+        new = order.with_fulfilment_status(move.status, version)
     change = StatusChange(
-        order.id, machine, old, str(target), new.version, actor, notify_customer, dict(data or {})
+        order.id,
+        machine,
+        move.old,
+        move.new,
+        version,
+        actor,
+        notify_customer,
+        dict(data) if data else {},
     )
     return new, change
 

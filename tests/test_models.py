@@ -598,3 +598,143 @@ def test_evolve_returns_a_new_order_and_keeps_the_old(order: Order) -> None:
     assert changed is not order
     assert changed.version == order.version + 1
     assert order.to_mapping() == before
+
+
+# --------------------------------------------------------------------------- status copies
+
+# with_payment_status / with_fulfilment_status skip __init__; these tests pin them to what
+# attrs.evolve(order, <status>=..., version=...) gives, field by field.
+
+STATUS_COPIES = [
+    ("payment_status", Order.with_payment_status, PaymentStatus),
+    ("fulfilment_status", Order.with_fulfilment_status, FulfilmentStatus),
+]
+
+
+def _every_field_set() -> Order:
+    """An order whose every field holds a value other than its default."""
+    order = Order.from_mapping(
+        {
+            "id": "ord-9",
+            "number": 9,
+            "store": "shop-2",
+            "created_at": "2026-05-04T09:30:00+02:00",
+            "customer": {"name": "Ada", "email": "ada@example.test", "locale": "fr"},
+            "shipping_address": {
+                "name": "Ada",
+                "line1": "1 rue de Rivoli",
+                "city": "Paris",
+                "postal_code": "75001",
+                "country": "FR",
+            },
+            "billing_address": {
+                "name": "Ada L.",
+                "line1": "2 rue de Rivoli",
+                "city": "Paris",
+                "postal_code": "75001",
+                "country": "FR",
+            },
+            "items": [
+                {"sku": "A", "name": "a", "quantity": 2, "unit_price": money_mapping("4.50")}
+            ],
+            "shipping": {"type": "pickup", "price": money_mapping("3.00")},
+            "currency": "USD",
+            "payment_status": "PARTIALLY_REFUNDED",
+            "fulfilment_status": "SHIPPED",
+            "shipments": [
+                {"id": "s1", "parcels": [{"weight_g": 900}], "items": [{"sku": "A", "quantity": 2}]}
+            ],
+            "notes": [{"at": "2026-05-04T10:00:00+02:00", "author": "staff:1", "text": "hi"}],
+            "customer_comment": "ring twice",
+            "notify_customer": False,
+            "external_fulfilment": True,
+            "refunded": money_mapping("1.00"),
+            "version": 41,
+        }
+    )
+    for field in attrs.fields(Order):
+        if field.default is not attrs.NOTHING:
+            assert getattr(order, field.name) != field.default, field.name
+    return order
+
+
+def money_mapping(amount: str) -> dict[str, str]:
+    return {"amount": amount, "currency": "USD"}
+
+
+@pytest.mark.parametrize(("field", "copy", "enum"), STATUS_COPIES, ids=lambda v: str(v))
+def test_status_copy_carries_every_other_field_over(field: str, copy: Any, enum: Any) -> None:
+    order = _every_field_set()
+    before = order.to_mapping()
+    status = next(s for s in enum if s != getattr(order, field))
+    new = copy(order, status, order.version + 1)
+    assert type(new) is Order and new is not order
+    assert getattr(new, field) is status and new.version == 42
+    for other in attrs.fields(Order):
+        if other.name not in (field, "version"):
+            assert getattr(new, other.name) is getattr(order, other.name), other.name
+    assert new == attrs.evolve(order, **{field: status, "version": 42})
+    assert hash(new) == hash(attrs.evolve(order, **{field: status, "version": 42}))
+    assert order.to_mapping() == before
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        new.version = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("field", "copy", "enum"), STATUS_COPIES, ids=lambda v: str(v))
+def test_status_copy_converts_a_plain_string_like_the_field_does(
+    field: str, copy: Any, enum: Any
+) -> None:
+    order = _every_field_set()
+    value = next(iter(enum)).value
+    new = copy(order, str(value), 0)
+    assert type(getattr(new, field)) is enum and getattr(new, field) == value
+    with pytest.raises(ValueError):
+        copy(order, "NOT_A_STATUS", 0)
+
+
+@given(orders, st.sampled_from(list(PaymentStatus)), st.sampled_from(list(FulfilmentStatus)))
+def test_status_copies_equal_evolve(
+    order: Order, payment: PaymentStatus, fulfilment: FulfilmentStatus
+) -> None:
+    version = order.version + 1
+    assert order.with_payment_status(payment, version) == attrs.evolve(
+        order, payment_status=payment, version=version
+    )
+    assert order.with_fulfilment_status(fulfilment, version) == attrs.evolve(
+        order, fulfilment_status=fulfilment, version=version
+    )
+
+
+def test_the_copier_refuses_classes_it_cannot_copy_field_by_field() -> None:
+    from fulfil.core.models import _compile_copier
+
+    @attrs.frozen
+    class Checked:
+        value: int = attrs.field(validator=attrs.validators.instance_of(int))
+
+    @attrs.frozen
+    class PostInit:
+        value: int
+
+        def __attrs_post_init__(self) -> None:
+            pass
+
+    @attrs.frozen(cache_hash=True)
+    class CachedHash:
+        value: int
+
+    @attrs.frozen(slots=False)
+    class NoSlots:
+        value: int
+
+    @attrs.frozen
+    class Plain:
+        value: int
+        other: str
+
+    assert _compile_copier(Plain, "value")(Plain(1, "x"), 2) == Plain(2, "x")
+    for cls in (Checked, PostInit, CachedHash, NoSlots):
+        with pytest.raises(TypeError):
+            _compile_copier(cls, "value")
+    with pytest.raises(TypeError):
+        _compile_copier(Plain, "no_such_field")

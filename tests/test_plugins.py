@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import pluggy
 import pytest
 from fulfil.core.carriers import CarrierPlugin
 from fulfil.core.errors import PluginError
 from fulfil.core.hookspecs import hookimpl
 from fulfil.core.plugins import Hooks, make_plugin_manager
+from fulfil.core.states import StatusChange
 
 
 def names(pm) -> set[str]:
@@ -63,3 +66,92 @@ class NotACarrier:
 def test_registering_something_else_is_refused():
     with pytest.raises(PluginError, match="not a CarrierPlugin"):
         Hooks(make_plugin_manager([NotACarrier()], load_entrypoints=False)).registry  # noqa: B018
+
+
+# --------------------------------------------------------------------------- observers
+
+CHANGE = StatusChange("ord-1", "fulfilment", "PROCESSING", "SHIPPED", 4)
+
+
+class Seen:
+    def __init__(self, log: list[str], name: str) -> None:
+        self.log, self.name = log, name
+
+    @hookimpl
+    def fulfil_status_changed(self, order, change):
+        self.log.append(f"{self.name}:{order}:{change.new}")
+
+
+class OnlyTheChange:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    @hookimpl
+    def fulfil_status_changed(self, change):
+        self.log.append(f"change-only:{change.new}")
+
+
+class Reversed:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    @hookimpl
+    def fulfil_status_changed(self, change, order):
+        self.log.append(f"reversed:{order}:{change.new}")
+
+
+class Failing:
+    @hookimpl
+    def fulfil_status_changed(self, order, change):
+        raise RuntimeError("listener bug")
+
+
+def test_listeners_registered_or_unregistered_later_are_seen():
+    log: list[str] = []
+    pm = make_plugin_manager(load_entrypoints=False)
+    hooks = Hooks(pm)
+    assert hooks.status_changed("o", CHANGE) == [] and log == []
+    a = Seen(log, "a")
+    pm.register(a)
+    hooks.status_changed("o", CHANGE)
+    assert log == ["a:o:SHIPPED"]
+    b = Seen(log, "b")
+    pm.register(b)
+    log.clear()
+    hooks.status_changed("o", CHANGE)
+    assert log == ["b:o:SHIPPED", "a:o:SHIPPED"]  # pluggy's order: last registered first
+    # as many listeners as before, but another one
+    pm.unregister(a)
+    pm.register(Seen(log, "c"))
+    log.clear()
+    hooks.status_changed("o", CHANGE)
+    assert log == ["c:o:SHIPPED", "b:o:SHIPPED"]
+    pm.unregister(b)
+    log.clear()
+    hooks.status_changed("o", CHANGE)
+    assert log == ["c:o:SHIPPED"]
+
+
+def test_listeners_get_the_arguments_they_name():
+    log: list[str] = []
+    pm = make_plugin_manager(
+        [Seen(log, "all"), OnlyTheChange(log), Reversed(log)], load_entrypoints=False
+    )
+    assert Hooks(pm).status_changed("o", CHANGE) == []
+    assert log == ["reversed:o:SHIPPED", "change-only:SHIPPED", "all:o:SHIPPED"]
+
+
+def test_a_failing_listener_is_logged_and_stops_no_other(caplog):
+    log: list[str] = []
+    pm = make_plugin_manager([Seen(log, "a"), Failing(), Seen(log, "b")], load_entrypoints=False)
+    hooks = Hooks(pm)
+    with caplog.at_level(logging.ERROR, logger="fulfil.core.plugins"):
+        failures = hooks.status_changed("o", CHANGE)
+        failures += hooks.status_changed("o", CHANGE)  # the same again, from the cache
+    assert log == ["b:o:SHIPPED", "a:o:SHIPPED"] * 2
+    assert len(failures) == 2
+    assert all(f.endswith(": RuntimeError: listener bug") for f in failures)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"listener {failures[0].split(':')[0]} of fulfil_status_changed failed"
+    ] * 2
+    assert all(r.exc_info for r in caplog.records)
