@@ -178,8 +178,9 @@ class Engine:
         """Apply ``action`` to each order in ONE transaction: all or nothing."""
         works = []
         with self.store.transaction() as tx:
+            orders = tx.load_orders(order_ids)  # one read for the batch
             for order_id in order_ids:
-                order = tx.load_order(order_id)
+                order = orders.get(order_id)
                 if order is None:
                     raise OrderNotFound(order_id)
                 if expected_version is not None and expected_version < order.version:
@@ -189,6 +190,7 @@ class Engine:
                 action(work)
                 work.commit()
                 works.append(work)
+                orders[order_id] = work.order  # an id given twice sees its first change
         self.after_commit(works)
         return [w.order for w in works]
 

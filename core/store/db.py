@@ -54,7 +54,9 @@ class Store:
     def transaction(self) -> Iterator[Tx]:
         """One unit of work: everything inside commits together or not at all."""
         with self.engine.begin() as conn:
-            yield Tx(conn, self.is_sqlite)
+            tx = Tx(conn, self.is_sqlite)
+            yield tx
+            tx.flush()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -93,11 +93,28 @@ def _order_row(order: Order, now: str) -> dict[str, Any]:
 
 
 class Tx:
-    """A connection inside one transaction, with the store's queries."""
+    """A connection inside one transaction, with the store's queries.
+
+    History events and outbox rows are only ever appended, so they are collected and
+    written in one statement each when the transaction ends (``flush``), or before a
+    query reads those tables: a bulk change of many orders writes them once, not per order.
+    """
 
     def __init__(self, conn: sa.Connection, is_sqlite: bool) -> None:
         self.conn = conn
         self.is_sqlite = is_sqlite
+        self._events: list[dict[str, Any]] = []
+        self._outbox: list[Mapping[str, Any]] = []
+        self._pickups: dict[str, sa.Row[Any] | None] = {}  # read in this transaction
+
+    def flush(self) -> None:
+        """Write the events and outbox rows collected so far."""
+        if self._events:
+            self.conn.execute(t.events.insert(), self._events)
+            self._events = []
+        if self._outbox:
+            self._insert_ignore(t.outbox, self._outbox)
+            self._outbox = []
 
     def _insert_ignore(self, table: sa.Table, values: Mapping[str, Any] | Sequence[Any]) -> int:
         """Insert unless the unique key exists; return how many rows were inserted."""
@@ -236,7 +253,7 @@ class Tx:
     # --- history and notes --------------------------------------------------------------
 
     def add_events(self, events: Iterable[Event]) -> None:
-        rows = [
+        self._events += (
             {
                 "order_id": e.order_id,
                 "version": e.version,
@@ -246,11 +263,10 @@ class Tx:
                 "data": dict(e.data),
             }
             for e in events
-        ]
-        if rows:
-            self.conn.execute(t.events.insert(), rows)
+        )
 
     def events(self, order_id: str) -> list[Event]:
+        self.flush()
         rows = self.conn.execute(
             sa.select(t.events).where(t.events.c.order_id == order_id).order_by(t.events.c.id)
         )
@@ -314,12 +330,17 @@ class Tx:
         return list(self.conn.execute(query))
 
     def add_pickup_intent(self, values: Mapping[str, Any]) -> bool:
+        self._pickups.pop(values["id"], None)
         return self._insert_ignore(t.pickups, values) == 1
 
     def pickup(self, pickup_id: str) -> sa.Row[Any] | None:
-        return self.conn.execute(_PICKUP, {"pid": pickup_id}).first()
+        # Read once per transaction: every label settled in a batch asks for the same one.
+        if pickup_id not in self._pickups:
+            self._pickups[pickup_id] = self.conn.execute(_PICKUP, {"pid": pickup_id}).first()
+        return self._pickups[pickup_id]
 
     def update_pickup(self, pickup_id: str, **values: Any) -> None:
+        self._pickups.pop(pickup_id, None)
         self.conn.execute(t.pickups.update().where(t.pickups.c.id == pickup_id).values(**values))
 
     def pickups(self) -> list[sa.Row[Any]]:
@@ -327,16 +348,15 @@ class Tx:
 
     # --- outbox -------------------------------------------------------------------------
 
-    def enqueue(self, rows: Sequence[Mapping[str, Any]]) -> int:
+    def enqueue(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Add outbox rows; a row whose dedupe key exists already is not added again."""
-        if not rows:
-            return 0
-        return self._insert_ignore(t.outbox, list(rows))
+        self._outbox += rows
 
     def claim(
         self, owner: str, now: float, lease_seconds: float, limit: int, kinds: Sequence[str]
     ) -> list[sa.Row[Any]]:
         """Lease up to ``limit`` due rows to ``owner``; expired leases are taken over."""
+        self.flush()
         due = (
             sa.select(t.outbox.c.id)
             .where(
@@ -363,6 +383,7 @@ class Tx:
 
     def finish(self, row_id: int, owner: str, now_iso: str, **values: Any) -> bool:
         """Settle a leased row; False when the lease was lost to another worker."""
+        self.flush()
         values = {"lease_owner": None, "lease_until": None, "updated_at": now_iso, **values}
         stmt = _update(t.outbox, _FINISH_WHERE, frozenset(values))
         params = {f"v_{name}": value for name, value in values.items()}
@@ -374,6 +395,7 @@ class Tx:
         their lease (the others were taken over by another worker)."""
         if not rows:
             return 0
+        self.flush()
         result = self.conn.execute(
             _FINISH_DONE,
             [{"rid": rid, "owner": owner, "now": now_iso, "attempts": n} for rid, n in rows],
@@ -387,6 +409,7 @@ class Tx:
         statuses: Sequence[str] | None = None,
         kind: str | None = None,
     ) -> list[sa.Row[Any]]:
+        self.flush()
         query = sa.select(t.outbox).order_by(t.outbox.c.id)
         if order_id:
             query = query.where(t.outbox.c.order_id == order_id)
@@ -397,9 +420,11 @@ class Tx:
         return list(self.conn.execute(query))
 
     def outbox_row(self, row_id: int) -> sa.Row[Any] | None:
+        self.flush()
         return self.conn.execute(sa.select(t.outbox).where(t.outbox.c.id == row_id)).first()
 
     def reset_outbox_row(self, row_id: int, now: float, now_iso: str) -> bool:
+        self.flush()
         result = self.conn.execute(
             t.outbox.update()
             .where(t.outbox.c.id == row_id, t.outbox.c.status == "dead")
@@ -408,6 +433,7 @@ class Tx:
         return result.rowcount == 1
 
     def count_outbox(self) -> dict[tuple[str, str], int]:
+        self.flush()
         rows = self.conn.execute(
             sa.select(t.outbox.c.kind, t.outbox.c.status, sa.func.count()).group_by(
                 t.outbox.c.kind, t.outbox.c.status
@@ -416,6 +442,7 @@ class Tx:
         return {(kind, status): int(n) for kind, status, n in rows}
 
     def next_due(self) -> float | None:
+        self.flush()
         query = sa.select(sa.func.min(t.outbox.c.available_at)).where(
             t.outbox.c.status == "pending"
         )
