@@ -24,6 +24,7 @@ from fulfil.core.clock import Clock, SystemClock
 from fulfil.core.config import Config
 from fulfil.core.context import PluginContext
 from fulfil.core.errors import InputError, OrderNotFound
+from fulfil.core.http import make_client
 from fulfil.core.models import Address, LineItem, Money, Note, Order
 from fulfil.core.notifiers import Channel
 from fulfil.core.plugins import Hooks, make_plugin_manager
@@ -74,15 +75,7 @@ class Engine:
         self.store = Store.open(config.database_url)
         self.policy = Policy(allow_unpaid_fulfilment=config.store.allow_unpaid_fulfilment)
         self.data_dir = config.base_dir
-        concurrency = config.worker.concurrency
-        self.http = http or httpx.Client(
-            timeout=httpx.Timeout(30.0, connect=10.0),
-            # Keep a connection per worker thread alive: re-handshaking is most of the cost.
-            limits=httpx.Limits(
-                max_connections=max(100, 2 * concurrency),
-                max_keepalive_connections=max(20, 2 * concurrency),
-            ),
-        )
+        self.http = http or make_client(config.worker.concurrency)
         self.plugin_context = PluginContext(client=self.http, data_dir=self.data_dir)
         self._carriers: dict[str, Any] = {}  # built on first use, bound to their settings
         self._notifiers: dict[str, Any] = {}
