@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from fulfil.core.store import migrations
 from fulfil.core.store.repo import Tx
@@ -29,6 +30,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _json_text(value: Any) -> str:
+    # orjson: a tenth of json.dumps's time for the order documents and outbox payloads
+    # written on every change; non-string keys are written as strings, as json does.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def _sqlite_begin_immediate(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -40,7 +47,7 @@ class Store:
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(url, json_serializer=_json_text, json_deserializer=orjson.loads)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             sa.event.listen(engine, "begin", _sqlite_begin_immediate)
