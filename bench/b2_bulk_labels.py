@@ -189,7 +189,7 @@ def run(quick: bool, profile: Path | None = None) -> Result:
         result["limit_per_s"] = limit
         result["fraction_of_limit"] = rounded(result["labels_per_s"] / limit, 3)
         by_concurrency[f"c{c}"] = result
-    limited_n, limited_c = (40, 8) if quick else (200, 8)
+    limited_n, limited_c = (80, 8) if quick else (200, 8)
     limited = buy_labels(limited_n, limited_c, RATE_LIMIT)
     limited.update(concurrency=limited_c, rate_limit_per_s=RATE_LIMIT)
     return {

@@ -175,7 +175,7 @@ class CarrierPlugin:
     services: tuple[str, ...] = ()
     label_formats: tuple[str, ...] = ("PDF",)
     settings_schema: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object"})
-    rate_limit: float | None = None  # requests a second the service allows; None = no limit
+    rate_limit: float | None = None  # unsafe requests (POST...) a second; None = no limit
     description: str = ""
     version: str = "0"
 

@@ -28,6 +28,7 @@ from fulfil.core.http import make_client
 from fulfil.core.models import Address, LineItem, Money, Note, Order
 from fulfil.core.notifiers import Channel
 from fulfil.core.plugins import Hooks, make_plugin_manager
+from fulfil.core.resilience import limit_requests
 from fulfil.core.secrets import resolve_secrets
 from fulfil.core.states import FulfilmentStatus as F
 from fulfil.core.states import PaymentStatus as P
@@ -76,6 +77,7 @@ class Engine:
         self.policy = Policy(allow_unpaid_fulfilment=config.store.allow_unpaid_fulfilment)
         self.data_dir = config.base_dir
         self.http = http or make_client(config.worker.concurrency)
+        limit_requests(self.http)  # carriers' rate limits count HTTP requests
         self.plugin_context = PluginContext(client=self.http, data_dir=self.data_dir)
         self._carriers: dict[str, Any] = {}  # built on first use, bound to their settings
         self._notifiers: dict[str, Any] = {}
@@ -110,7 +112,7 @@ class Engine:
         }
 
     def rate_limit(self, carrier: str) -> float | None:
-        """Requests a second: the merchant's setting, else what the plugin declares."""
+        """Unsafe requests a second: the merchant's setting, else what the plugin declares."""
         configured = self.config.rate_limits.get(carrier)
         return configured if configured is not None else self.carrier_plugins[carrier].rate_limit
 

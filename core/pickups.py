@@ -10,8 +10,9 @@ day, not one per order.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -26,6 +27,13 @@ if TYPE_CHECKING:
     from fulfil.core.engine import Engine
 
 LOCATION = "origin"  # one pickup location per store for now: its origin address
+
+# Runs a call to the named carrier; the worker's guard adds its rate limit and breaker.
+Guard = Callable[[str, Callable[[], Any]], Any]
+
+
+def _unguarded(_carrier: str, call: Callable[[], Any]) -> Any:
+    return call()
 
 
 def pickup_day(now: datetime, timezone: str, cutoff: str) -> date:
@@ -54,8 +62,11 @@ def booked_pickup(engine: Engine, tx: Tx, carrier: str) -> str | None:
     return row.id if row is not None and row.status == "booked" else None
 
 
-def book_due(engine: Engine) -> list[Pickup]:
-    """Book (or join) a pickup for every shipment whose label is ready; return new bookings."""
+def book_due(engine: Engine, guard: Guard = _unguarded) -> list[Pickup]:
+    """Book (or join) a pickup for every shipment whose label is ready; return new bookings.
+
+    ``guard`` runs the carrier call: a booking counts against the carrier's rate limit like
+    a label purchase does."""
     carriers = engine.carriers_with_pickups
     if not carriers:
         return []
@@ -70,7 +81,7 @@ def book_due(engine: Engine) -> list[Pickup]:
         by_carrier[row.carrier].append((row.order_id, row.id))
     booked = []
     for carrier, shipments in by_carrier.items():
-        pickup, new = _book(engine, carrier, day, shipments)
+        pickup, new = _book(engine, carrier, day, shipments, guard)
         if pickup is not None:
             booked += [pickup] if new else []
             _attach(engine, pickup, shipments)
@@ -78,7 +89,7 @@ def book_due(engine: Engine) -> list[Pickup]:
 
 
 def _book(
-    engine: Engine, carrier: str, day: date, shipments: list[tuple[str, str]]
+    engine: Engine, carrier: str, day: date, shipments: list[tuple[str, str]], guard: Guard
 ) -> tuple[Pickup | None, bool]:
     """The day's pickup for ``carrier`` (booked now if need be), and whether it is new."""
     store = engine.config.store
@@ -123,7 +134,8 @@ def _book(
         total_weight_g=sum(s.weight_g for s in covered),
     )
     try:
-        confirmation = engine.carrier(carrier).schedule_pickup(request)
+        plugin = engine.carrier(carrier)
+        confirmation = guard(carrier, lambda: plugin.schedule_pickup(request))
     except CarrierError as error:
         # Transient: the intent stays and the next pass tries again with the same key.
         engine.log_carrier_error("pickup", key, error)

@@ -3,6 +3,11 @@
 Shared by the worker threads of one process; each carrier has one ``TokenBucket`` and one
 ``CircuitBreaker``. A 429's ``Retry-After`` pauses the whole bucket, not just the request
 that got it, so the other threads stop hammering the carrier too.
+
+A carrier's limit counts HTTP requests, not plugin calls (an EasyPost pickup is two POSTs),
+so the bucket is taken per request: inside ``rate_limited(bucket)``, every unsafe request
+(POST, PUT, PATCH, DELETE: what carriers limit, e.g. Sendcloud's 100 a minute) that the
+thread sends through a client set up by ``limit_requests`` waits for a token first.
 """
 
 from __future__ import annotations
@@ -10,9 +15,17 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
-__all__ = ["CircuitBreaker", "TokenBucket", "full_jitter"]
+import httpx
+from fulfil.core.http import parse_retry_after
+
+__all__ = ["CircuitBreaker", "TokenBucket", "full_jitter", "limit_requests", "rate_limited"]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_bucket: ContextVar[TokenBucket | None] = ContextVar("fulfil_rate_limit", default=None)
 
 
 def full_jitter(
@@ -109,3 +122,36 @@ class CircuitBreaker:
             self.failures += 1
             if self.failures >= self.threshold:
                 self.opened_at = self.clock()
+
+
+@contextmanager
+def rate_limited(bucket: TokenBucket) -> Iterator[None]:
+    """Inside the block, this thread's unsafe requests each wait for a token of ``bucket``
+    and a 429 answer pauses it (clients set up with ``limit_requests``)."""
+    token = _bucket.set(bucket)
+    try:
+        yield
+    finally:
+        _bucket.reset(token)
+
+
+def limit_requests(client: httpx.Client) -> None:
+    """Make ``client`` honour ``rate_limited`` blocks (its other requests are untouched)."""
+    hooks = client.event_hooks
+    client.event_hooks = {
+        "request": [*hooks["request"], _take_token],
+        "response": [*hooks["response"], _pause_on_429],
+    }
+
+
+def _take_token(request: httpx.Request) -> None:
+    bucket = _bucket.get()
+    if bucket is not None and request.method not in SAFE_METHODS:
+        bucket.acquire()
+
+
+def _pause_on_429(response: httpx.Response) -> None:
+    bucket = _bucket.get()
+    if bucket is not None and response.status_code == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        bucket.pause(retry_after if retry_after is not None else 1.0)

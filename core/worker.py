@@ -28,7 +28,7 @@ from fulfil.core.engine import Engine
 from fulfil.core.errors import CarrierError, NotifierError
 from fulfil.core.models import Event, Label
 from fulfil.core.notifiers import Message
-from fulfil.core.resilience import CircuitBreaker, TokenBucket, full_jitter
+from fulfil.core.resilience import CircuitBreaker, TokenBucket, full_jitter, rate_limited
 from fulfil.core.store.repo import Tx
 from fulfil.core.work import Work
 
@@ -221,7 +221,7 @@ class Worker:
             log.warning("%d outbox row(s): lease lost to another worker", lost)
 
     def _book_pickups(self) -> None:
-        for pickup in pickups.book_due(self.engine):
+        for pickup in pickups.book_due(self.engine, self._guarded):
             self.stats.add("pickups")
             log.info("pickup %s booked", pickup.id)
 
@@ -270,9 +270,9 @@ class Worker:
             # and a burst at start-up is exactly what earns 429s.
             self.buckets[carrier] = TokenBucket(rate * 0.98 if rate else None, burst=1)
         bucket = self.buckets[carrier]
-        bucket.acquire()
         try:
-            result = call()
+            with rate_limited(bucket):  # a token per request the call sends
+                result = call()
         except CarrierError as error:
             if error.kind == "rate_limited":
                 bucket.pause(error.retry_after if error.retry_after is not None else 1.0)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fulfil.core.resilience import CircuitBreaker, TokenBucket, full_jitter
+import httpx
+from fulfil.core.resilience import (
+    CircuitBreaker,
+    TokenBucket,
+    full_jitter,
+    limit_requests,
+    rate_limited,
+)
 
 
 class FakeTime:
@@ -57,3 +64,46 @@ def test_circuit_opens_after_failures_and_half_opens_after_cooldown():
     t.now += 31
     breaker.success()
     assert not breaker.is_open
+
+
+def limited_client(answer: httpx.Response | None = None) -> httpx.Client:
+    client = httpx.Client(
+        transport=httpx.MockTransport(lambda request: answer or httpx.Response(200, json={})),
+        base_url="https://carrier.test",
+    )
+    limit_requests(client)
+    return client
+
+
+def test_a_token_is_taken_per_unsafe_request_not_per_call():
+    """A pickup at EasyPost is two POSTs in one plugin call: both count."""
+    t = FakeTime()
+    bucket = TokenBucket(rate=10, burst=1, clock=t.clock, sleep=t.sleep)
+    client = limited_client()
+    with rate_limited(bucket):
+        client.post("/pickups")
+        client.post("/pickups/p1/buy")
+        client.get("/labels/l1.pdf")  # downloads are not what carriers limit
+        client.delete("/shipments/s1")
+    assert t.slept == [0.1, 0.1]  # three unsafe requests at 10/s: two waits of 100 ms
+
+
+def test_requests_outside_a_rate_limited_block_are_not_limited():
+    t = FakeTime()
+    bucket = TokenBucket(rate=1, burst=1, clock=t.clock, sleep=t.sleep)
+    client = limited_client()
+    with rate_limited(bucket):
+        client.post("/shipments")
+    for _ in range(3):  # e.g. a notifier sharing the engine's client
+        client.post("/messages")
+    assert t.slept == []
+
+
+def test_a_429_pauses_the_bucket_for_its_retry_after():
+    t = FakeTime()
+    bucket = TokenBucket(rate=None, clock=t.clock, sleep=t.sleep)
+    client = limited_client(httpx.Response(429, headers={"Retry-After": "7"}))
+    with rate_limited(bucket):
+        assert client.post("/shipments").status_code == 429
+        client.post("/shipments")  # waits for the pause first
+    assert t.now >= 7
