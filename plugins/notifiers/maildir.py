@@ -33,6 +33,7 @@ from fulfil.core import hookimpl
 from fulfil.core.context import PluginContext
 from fulfil.core.errors import NotifierError
 from fulfil.core.notifiers import Message, NotifierPlugin, Receipt
+from fulfil.plugins.notifiers._email_policy import FAST_FOLD_COMPAT32, needs_no_folding
 
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP  # readable in a text editor, unlike base64
@@ -123,7 +124,9 @@ class MaildirNotifier:
 
 def _build(message: Message, sender: str, message_id: str) -> bytes:
     """The RFC 5322 bytes. The compat32 MIME classes build it three times faster than
-    ``EmailMessage``, which matters at one mail per order event."""
+    ``EmailMessage``, which matters at one mail per order event; the policy skips header
+    folding where there is nothing to fold, and the boundary is chosen rather than
+    searched for (see ``_boundary``)."""
     headers = {
         "From": sender,
         "To": message.to,
@@ -143,17 +146,51 @@ def _build(message: Message, sender: str, message_id: str) -> bytes:
             "header holds a line break",
             transient=False,
         )
+    headers["From"], headers["To"] = _address_header(sender), _address_header(message.to)
     text = MIMEText(message.text, "plain", _UTF8_QP)
     if message.html:
-        mail: MIMEBase = MIMEMultipart("alternative")
+        mail: MIMEBase = MIMEMultipart("alternative", boundary=_boundary())
         mail.attach(text)
         mail.attach(MIMEText(message.html, "html", _UTF8_QP))
     else:
         mail = text
     for name, value in headers.items():
         mail[name] = value
-    mail["Subject"] = Header(message.subject, "utf-8")
-    return mail.as_bytes()
+    mail["Subject"] = _subject(message.subject)
+    return mail.as_bytes(policy=FAST_FOLD_COMPAT32)
+
+
+def _address_header(value: str) -> str:
+    """``value`` for From or To, a non-ASCII display name as an RFC 2047 encoded word.
+
+    Given a non-ASCII ``Name <address>``, compat32 encodes all of it, address included,
+    and parsers then find no address in the header. An internationalised address cannot
+    be encoded at all (it needs SMTPUTF8); it is left as it is."""
+    if value.isascii():
+        return value
+    name, address = email.utils.parseaddr(value)
+    if not address or not address.isascii():
+        return value
+    return email.utils.formataddr((name, address), charset="utf-8")
+
+
+def _subject(subject: str) -> str | Header:
+    """The Subject as compat32 should write it: a short plain one as it is, anything else
+    as UTF-8 encoded words, folded (``header_name`` makes the first line leave room for
+    ``Subject: ``). A plain one holding ``=?`` is encoded too: a reader would take it for
+    an encoded word."""
+    if needs_no_folding("Subject", subject) and "=?" not in subject:
+        return subject
+    return Header(subject, "utf-8", header_name="Subject")
+
+
+def _boundary() -> str:
+    """A multipart boundary that no part can contain: every part is quoted-printable, in
+    which ``=`` is always followed by two hex digits or a line break, never by ``_``.
+
+    Left to itself, the generator draws a boundary and compiles a regular expression to
+    search the parts for it, a tenth of the time spent on a message."""
+    return f"=_{secrets.token_hex(12)}"
 
 
 def _fsync_dir(path: Path) -> None:

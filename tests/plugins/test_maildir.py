@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import email
+import email.header
+import email.message
 import email.policy
+import email.utils
 import mailbox
 import subprocess
 import sys
@@ -130,7 +133,15 @@ def test_two_processes_racing_write_one_file(tmp_path: Path) -> None:
     assert not list((tmp_path / "tmp").iterdir())
 
 
-@pytest.mark.parametrize("to", ["not an address", "", "a@example.org\r\nBcc: x@evil.example"])
+@pytest.mark.parametrize(
+    "to",
+    [
+        "not an address",
+        "",
+        "a@example.org\r\nBcc: x@evil.example",
+        "Zoé <a@example.org>\r\nBcc: x@evil.example",
+    ],
+)
 def test_bad_recipient_is_a_permanent_error(tmp_path: Path, to: str) -> None:
     with pytest.raises(NotifierError) as info:
         MaildirNotifier(tmp_path).send(message(to=to))
@@ -181,3 +192,137 @@ def test_registration_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("FULFIL_DISABLE_PLUGINS", "*")
     registry = Hooks(make_plugin_manager([maildir])).registry
     assert registry.notifier("maildir").channel.value == "email"
+
+
+# --- the message's bytes ------------------------------------------------------------------
+#
+# _build writes headers through a compat32 policy with a shortcut for headers that need no
+# folding. The expected values below come from the inputs: what any reader must find.
+
+
+def built(msg: Message, sender: str = "Maison Dupont <shop@dupont.example>") -> bytes:
+    return maildir._build(msg, sender, "<0123456789abcdef@dupont.example>")
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(parsed, email.message.EmailMessage)
+    return parsed
+
+
+def leaf_parts(parsed: email.message.EmailMessage) -> list[tuple[str, str]]:
+    return [
+        (part.get_content_type(), part.get_content())  # type: ignore[attr-defined]
+        for part in parsed.walk()
+        if not part.is_multipart()
+    ]
+
+
+LONG_SUBJECT = "Your order 1001 has shipped: " + " ".join(f"item-{n}" for n in range(20))
+
+
+@pytest.mark.parametrize(
+    ("subject", "to", "sender", "html"),
+    [
+        ("Your order 1001 has shipped", "marie@example.org", "shop@localhost", None),
+        (
+            "Votre commande n° 1001 a été expédiée",
+            "Marie Curie <marie@example.org>",
+            "Maison Dupont <shop@dupont.example>",
+            "<p>Bonjour <b>Marie</b></p>",
+        ),
+        (
+            "Ihre Bestellung",
+            "Zoé Müller <zoe@example.org>",
+            "Bäckerei Müller <shop@mueller.example>",
+            "<p>Grüße</p>",
+        ),
+        (LONG_SUBJECT, "Marie Curie <marie@example.org>", "shop@localhost", "<p>x</p>"),
+        (
+            "Votre commande " + "très " * 20 + "expédiée",
+            "marie@example.org",
+            "shop@localhost",
+            None,
+        ),
+        (
+            "Looks like =?utf-8?q?an_encoded_word?= but is not",
+            "marie@example.org",
+            "shop@localhost",
+            None,
+        ),
+    ],
+    ids=[
+        "ascii",
+        "non-ascii-subject",
+        "non-ascii-names",
+        "long-ascii",
+        "long-non-ascii",
+        "literal-encoded-word",
+    ],
+)
+def test_the_message_parses_back_to_its_inputs(
+    subject: str, to: str, sender: str, html: str | None
+) -> None:
+    text = "Bonjour Zoé,\n\nNuméro de suivi : TRK1  \nLine with = and =3D and tabs\t\n"
+    msg = message(subject=subject, to=to, text=text, html=html, locale="de")
+    data = built(msg, sender)
+    parsed = parse(data)
+
+    assert parsed["Subject"] == subject
+    for header, value in (("To", to), ("From", sender)):
+        name, address = email.utils.parseaddr(value)
+        (parsed_address,) = parsed[header].addresses
+        assert (parsed_address.display_name, parsed_address.addr_spec) == (name, address)
+        assert not parsed[header].defects
+    assert parsed["Message-ID"] == "<0123456789abcdef@dupont.example>"
+    assert parsed["X-Fulfil-Dedupe-Key"] == msg.dedupe_key
+    assert parsed["X-Fulfil-Order-Id"] == msg.order_id
+    assert parsed["X-Fulfil-Event"] == msg.event
+    assert parsed["Content-Language"] == "de"
+    assert parsed["Date"].datetime.tzinfo is not None
+    expected = [("text/plain", text)] + ([("text/html", html)] if html else [])
+    assert leaf_parts(parsed) == expected
+    assert parsed.get_content_type() == ("multipart/alternative" if html else "text/plain")
+    # RFC 5322: 7-bit, and lines of at most 78 characters, folded where needed.
+    assert data.isascii()
+    assert max(len(line) for line in data.split(b"\n")) <= 78
+
+
+def test_a_long_subject_is_folded() -> None:
+    data = built(message(subject=LONG_SUBJECT))
+    header = data.split(b"\nSubject: ", 1)[1].split(b"\n\n", 1)[0]
+    lines = (b"Subject: " + header).split(b"\n")
+    assert len(lines) >= 2 and all(line.startswith(b" ") for line in lines[1:])
+    assert all(len(line) <= 78 for line in lines)
+    assert parse(data)["Subject"] == LONG_SUBJECT
+
+
+def test_a_non_ascii_display_name_is_encoded_apart_from_the_address() -> None:
+    data = built(message(to="Zoé Müller <zoe@example.org>"))
+    (to,) = [line for line in data.split(b"\n") if line.startswith(b"To: ")]
+    assert to.endswith(b" <zoe@example.org>") and b"=?utf-8?" in to
+    assert parse(data)["To"].addresses[0].display_name == "Zoé Müller"
+
+
+def test_a_body_line_like_a_boundary_does_not_split_the_message() -> None:
+    # The boundary starts with "=_", which quoted-printable bodies cannot hold.
+    text = "--=_\n--=_0123456789abcdef01234567\n--=_0123456789abcdef01234567--\n"
+    parsed = parse(built(message(text=text, html=f"<pre>{text}</pre>")))
+    assert leaf_parts(parsed) == [("text/plain", text), ("text/html", f"<pre>{text}</pre>")]
+
+
+def test_plain_headers_skip_the_header_folding_machinery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[object] = []
+    encode = email.header.Header.encode
+
+    def counting(self: email.header.Header, *args: object, **kwargs: object) -> str:
+        calls.append(self)
+        return encode(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(email.header.Header, "encode", counting)
+    built(message(subject="Your order has shipped", to="marie@example.org", html="<p>x</p>"))
+    assert calls == []
+    built(message(subject="Votre commande a été expédiée"))
+    assert len(calls) == 1  # the non-ASCII Subject only

@@ -302,6 +302,43 @@ def test_a_label_has_one_page_per_parcel(carrier: SandboxCarrier) -> None:
     assert label.cost.amount == Decimal("4.90") + Decimal("4.90") + 2 * Decimal("0.50")
 
 
+def drawn_bars(page: pypdf.PageObject, height: float) -> tuple[float, list[tuple[float, float]]]:
+    """Where the page's bar code starts (its ``cm`` offset) and its bars, as (x, width)."""
+    offset, bars = 0.0, []
+    for operands, operator in page.get_contents().operations:
+        if operator == b"cm":
+            offset = float(operands[4])
+        elif operator == b"re" and float(operands[3]) == height:
+            bars.append((float(operands[0]), float(operands[2])))
+    return offset, bars
+
+
+def test_the_barcode_is_the_tracking_number_in_code128(carrier: SandboxCarrier) -> None:
+    from reportlab.graphics.barcode.code128 import Code128
+
+    label = carrier.buy_label(label_request(parcels=(Parcel(weight_g=500), Parcel(weight_g=900))))
+    reader, _ = pdf_text(label.document)
+    # reportlab's encoding of the number: capitals are bars, lower case spaces, the letter
+    # giving the width in modules (A = 1).
+    symbol = Code128(label.tracking_number, quiet=False)
+    assert symbol.width  # computes the encoding
+    expected = [(c.isupper(), ord(c.upper()) - ord("A") + 1) for c in symbol.decomposed]
+
+    for page in reader.pages:
+        offset, bars = drawn_bars(page, height=62)
+        module = bars[0][1] / expected[0][1]
+        drawn: list[tuple[bool, int]] = []
+        for (x, width), following in zip(bars, [*bars[1:], None], strict=True):
+            drawn.append((True, round(width / module)))
+            if following is not None:
+                drawn.append((False, round((following[0] - x - width) / module)))
+        assert drawn == expected
+        end = bars[-1][0] + bars[-1][1]
+        assert 1.0 <= module <= 1.6
+        # Within the margins (12 pt) and quiet zones (10 pt); coordinates have 6 digits.
+        assert offset >= 12 + 10 - 1e-3 and offset + end <= 288 - 12 - 10 + 1e-3
+
+
 def test_customs_and_unprintable_letters(carrier: SandboxCarrier) -> None:
     recipient = attrs.evolve(RECIPIENT, name="Łukasz Иван", country="CH")
     customs = (CustomsItem("Mug", 2, Money("12", "EUR"), 400, "FR"),)

