@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -66,6 +67,19 @@ class Task:
     row: Any
     call: Callable[[], Any]
     settle: Callable[[Tx, Any, Any, Settled], None]  # (tx, row, result, settled): in a tx
+
+
+def _done(completed: queue.SimpleQueue[Future[Any]], timeout: float) -> list[Future[Any]]:
+    """The calls that completed: waits for one (up to ``timeout``), then takes all there are."""
+    try:
+        done = [completed.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            done.append(completed.get_nowait())
+        except queue.Empty:
+            return done
 
 
 class Worker:
@@ -120,6 +134,7 @@ class Worker:
         ``should_stop`` ends the claiming; the calls in flight are finished and stored.
         """
         in_flight: dict[Future[Any], Task] = {}
+        completed: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
         # Claim again when half the rows in hand are done: the pool never runs dry, and
         # each claim (one transaction) takes many rows.
         capacity = max(self.batch_size, 2 * self.concurrency)
@@ -129,10 +144,12 @@ class Worker:
             claimed = 0
             if not stopping and len(in_flight) <= capacity // 2:
                 claimed, tasks = self._claim(capacity - len(in_flight))
-                in_flight.update((self.pool.submit(task.call), task) for task in tasks)
+                for task in tasks:
+                    future = self.pool.submit(task.call)
+                    in_flight[future] = task
+                    future.add_done_callback(completed.put)
             if in_flight:
-                done, _ = wait(in_flight, timeout=poll_seconds, return_when=FIRST_COMPLETED)
-                self._settle([(in_flight.pop(future), future) for future in done])
+                self._settle([(in_flight.pop(f), f) for f in _done(completed, poll_seconds)])
                 if time.monotonic() >= next_booking:
                     self._book_pickups()
                     next_booking = time.monotonic() + BOOKING_INTERVAL
