@@ -84,6 +84,8 @@ class WriteCounter:
             self.statements["read" if head.startswith(("SELECT", "WITH")) else "other"] += 1
             return
         op = match.group(1).split()[0].lower()
+        if op == "insert" and "DO UPDATE" in statement.upper():
+            op = "upsert"  # a row inserted or updated: told apart in floor_work
         self.statements[op] += 1
         self.rows[(op, match.group(2).lower())] += max(cursor.rowcount, 0)
 
@@ -96,12 +98,15 @@ class WriteCounter:
         inserts: dict[str, int] = defaultdict(int)
         updates: dict[str, int] = defaultdict(int)
         deletes: dict[str, int] = defaultdict(int)
+        upserts: dict[str, int] = defaultdict(int)
+        ops = {"insert": inserts, "update": updates, "delete": deletes, "upsert": upserts}
         for (op, table), n in self.rows.items():
-            {"insert": inserts, "update": updates, "delete": deletes}[op][table] += n
+            ops[op][table] += n
         return {
             "inserts": dict(inserts),
             "updates": dict(updates),
             "deletes": dict(deletes),
+            "upserts": dict(upserts),
             "transactions": self.transactions,
             "statements": dict(self.statements),
         }
@@ -116,8 +121,18 @@ def table_counts(db: Path) -> dict[str, int]:
 
 
 def floor_work(counted: dict[str, Any], db: Path) -> dict[str, Any]:
-    """The counted work, checked against the rows left in the engine's database."""
+    """The counted work, checked against the rows left in the engine's database.
+
+    No row is ever deleted, so the rows of a table are its inserts: an upsert that did not
+    make one of them updated a row."""
     rows = table_counts(db)
+    counted = {**counted, "inserts": dict(counted["inserts"]), "updates": dict(counted["updates"])}
+    for table, n in counted.pop("upserts", {}).items():
+        inserted = rows[table] - counted["inserts"].get(table, 0)
+        if not 0 <= inserted <= n:
+            raise RuntimeError(f"{table}: {n} upserted rows cannot make {inserted} new ones")
+        counted["inserts"][table] = rows[table]
+        counted["updates"][table] = counted["updates"].get(table, 0) + n - inserted
     mismatched = {
         table: (counted["inserts"].get(table, 0), n)
         for table, n in rows.items()

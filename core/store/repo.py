@@ -29,12 +29,7 @@ _SAVE_ORDER = (
     .where(t.orders.c.id == sa.bindparam("oid"), t.orders.c.version == sa.bindparam("previous"))
     .values({name: sa.bindparam(f"v_{name}") for name in _ORDER_COLUMNS})
 )
-_SHIPMENT_COLUMNS = ["order_id", "position", "carrier", "pickup_id", "data"]
-_SAVE_SHIPMENT = (
-    t.shipments.update()
-    .where(t.shipments.c.id == sa.bindparam("sid"))
-    .values({name: sa.bindparam(f"v_{name}") for name in _SHIPMENT_COLUMNS})
-)
+_INSERT_ORDER = t.orders.insert()
 _ORDER_VERSION = sa.select(t.orders.c.version).where(t.orders.c.id == sa.bindparam("oid"))
 _LABEL = sa.select(t.labels).where(t.labels.c.key == sa.bindparam("key"))
 _PICKUP = sa.select(t.pickups).where(t.pickups.c.id == sa.bindparam("pid"))
@@ -66,6 +61,23 @@ def _update(table: sa.Table, where: tuple[Any, ...], columns: frozenset[str]) ->
     return table.update().where(*where).values({c: sa.bindparam(f"v_{c}") for c in columns})
 
 
+@cache
+def _insert_ignoring(table: sa.Table, is_sqlite: bool) -> sa.Insert:
+    """INSERT that skips a row whose unique key exists (built once per table and dialect)."""
+    return (sqlite if is_sqlite else postgresql).insert(table).on_conflict_do_nothing()
+
+
+@cache
+def _upsert(table: sa.Table, is_sqlite: bool) -> sa.Insert:
+    """INSERT, or UPDATE of every column when the primary key exists: one statement."""
+    insert = (sqlite if is_sqlite else postgresql).insert(table)
+    key = [c.name for c in table.primary_key]
+    return insert.on_conflict_do_update(
+        index_elements=key,
+        set_={c.name: insert.excluded[c.name] for c in table.columns if c.name not in key},
+    )
+
+
 def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
     items = list(values)
     for start in range(0, len(items), _IN_CHUNK):
@@ -89,6 +101,17 @@ def _order_row(order: Order, now: str) -> dict[str, Any]:
         "created_at": order.created_at.isoformat(),
         "updated_at": now,
         "data": data,
+    }
+
+
+def _shipment_row(order_id: str, position: int, shipment: Shipment) -> dict[str, Any]:
+    return {
+        "id": shipment.id,
+        "order_id": order_id,
+        "position": position,
+        "carrier": shipment.carrier,
+        "pickup_id": shipment.pickup_id,
+        "data": shipment.to_mapping(),
     }
 
 
@@ -118,8 +141,7 @@ class Tx:
 
     def _insert_ignore(self, table: sa.Table, values: Mapping[str, Any] | Sequence[Any]) -> int:
         """Insert unless the unique key exists; return how many rows were inserted."""
-        dialect = sqlite if self.is_sqlite else postgresql
-        stmt = dialect.insert(table).on_conflict_do_nothing()
+        stmt = _insert_ignoring(table, self.is_sqlite)
         return int(self.conn.execute(stmt, values).rowcount or 0)
 
     # --- orders -------------------------------------------------------------------------
@@ -179,7 +201,7 @@ class Tx:
         return int(version) if version is not None else None
 
     def insert_order(self, order: Order, now: str) -> None:
-        self.conn.execute(t.orders.insert(), _order_row(order, now))
+        self.conn.execute(_INSERT_ORDER, _order_row(order, now))
         self.save_shipments(order)
 
     def save_order(self, order: Order, previous: Order, now: str) -> None:
@@ -198,21 +220,13 @@ class Tx:
                 self.save_shipment(order.id, position, shipment)
 
     def save_shipments(self, order: Order) -> None:
-        for position, shipment in enumerate(order.shipments):
-            self.save_shipment(order.id, position, shipment)
+        rows = [_shipment_row(order.id, n, shipment) for n, shipment in enumerate(order.shipments)]
+        if rows:
+            self.conn.execute(_upsert(t.shipments, self.is_sqlite), rows)
 
     def save_shipment(self, order_id: str, position: int, shipment: Shipment) -> None:
-        values = {
-            "order_id": order_id,
-            "position": position,
-            "carrier": shipment.carrier,
-            "pickup_id": shipment.pickup_id,
-            "data": shipment.to_mapping(),
-        }
-        params = {f"v_{name}": value for name, value in values.items()}
-        updated = self.conn.execute(_SAVE_SHIPMENT, {**params, "sid": shipment.id}).rowcount
-        if not updated:
-            self.conn.execute(t.shipments.insert().values(id=shipment.id, **values))
+        row = _shipment_row(order_id, position, shipment)
+        self.conn.execute(_upsert(t.shipments, self.is_sqlite), row)
 
     def shipments(self, shipment_ids: Sequence[str]) -> list[Shipment]:
         """The shipments with these ids, in the order given (unknown ids are left out)."""
