@@ -145,6 +145,13 @@ def prepare(engine: Engine, tx: Tx, keys: Sequence[str]) -> dict[str, Job]:
     return jobs
 
 
+def read_ahead(tx: Tx, keys: Sequence[str]) -> None:
+    """Read the intents of a batch of outcomes and their orders' versions in two queries,
+    before settling them one by one (the transaction then answers from what it read)."""
+    intents = tx.labels(keys)
+    tx.order_versions(intent.order_id for intent in intents.values())
+
+
 def call(carrier: Any, job: Job) -> PurchasedLabel:
     """Runs in a worker thread: only the carrier's HTTP, no database."""
     if job.reconcile:

@@ -236,6 +236,8 @@ class Worker:
         settled = Settled()
         now = self.engine.clock.now().isoformat()
         with self.engine.store.transaction() as tx:
+            labels = [task.row.payload["key"] for task, _ in outcomes if task.row.kind == "label"]
+            saga.read_ahead(tx, labels)
             for task, result in outcomes:
                 task.settle(tx, task.row, result, settled)
             tx.add_events(settled.events)

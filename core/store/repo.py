@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
@@ -118,37 +119,61 @@ def _shipment_row(order_id: str, position: int, shipment: Shipment) -> dict[str,
 class Tx:
     """A connection inside one transaction, with the store's queries.
 
-    History events and outbox rows are only ever appended, so they are collected and
-    written in one statement each when the transaction ends (``flush``), or before a
-    query reads those tables: a bulk change of many orders writes them once, not per order.
+    Writes that nothing in the transaction reads back at once are collected and sent
+    together, an ``executemany`` per statement, when the transaction ends or before the
+    next statement that is not one of them: history events and outbox rows (only ever
+    appended), label updates, order saves and shipment upserts. A batch of settled labels
+    or a bulk change of many orders so costs a statement per kind, not per order. Reads
+    this transaction made, and the versions it wrote, are remembered (``label``,
+    ``order_version``, ``pickup``) so that collecting is not undone by re-reading.
     """
 
     def __init__(self, conn: sa.Connection, is_sqlite: bool) -> None:
         self.conn = conn
         self.is_sqlite = is_sqlite
+        self._writes: dict[str, list[tuple[sa.Executable, dict[str, Any]]]] = {}  # by table
         self._events: list[dict[str, Any]] = []
         self._outbox: list[Mapping[str, Any]] = []
-        self._pickups: dict[str, sa.Row[Any] | None] = {}  # read in this transaction
+        self._labels: dict[str, sa.Row[Any] | None] = {}
+        self._versions: dict[str, int | None] = {}
+        self._pickups: dict[str, sa.Row[Any] | None] = {}
 
     def flush(self) -> None:
-        """Write the events and outbox rows collected so far."""
+        """Send the collected writes (order saves first fail with ``StaleOrder``)."""
+        writes, self._writes = self._writes, {}
+        # Tables are independent (no triggers, no foreign keys), so writes are grouped per
+        # table; within one, runs of the same statement keep their order.
+        for table_writes in writes.values():
+            for _, run in itertools.groupby(table_writes, key=lambda write: id(write[0])):
+                batch = list(run)
+                result = self.conn.execute(batch[0][0], [params for _, params in batch])
+                if batch[0][0] is _SAVE_ORDER and result.rowcount != len(batch):
+                    raise StaleOrder(", ".join(params["oid"] for _, params in batch))
         if self._events:
-            self.conn.execute(t.events.insert(), self._events)
-            self._events = []
+            events, self._events = self._events, []
+            self.conn.execute(t.events.insert(), events)
         if self._outbox:
-            self._insert_ignore(t.outbox, self._outbox)
-            self._outbox = []
+            rows, self._outbox = self._outbox, []
+            self.conn.execute(_insert_ignoring(t.outbox, self.is_sqlite), rows)
+
+    def _execute(self, statement: sa.Executable, params: Any = None) -> sa.CursorResult[Any]:
+        """Run a statement after the collected writes (it may read what they wrote)."""
+        self.flush()
+        return self.conn.execute(statement, params)
+
+    def _later(self, table: sa.Table, statement: sa.Executable, params: dict[str, Any]) -> None:
+        self._writes.setdefault(table.name, []).append((statement, params))
 
     def _insert_ignore(self, table: sa.Table, values: Mapping[str, Any] | Sequence[Any]) -> int:
         """Insert unless the unique key exists; return how many rows were inserted."""
         stmt = _insert_ignoring(table, self.is_sqlite)
-        return int(self.conn.execute(stmt, values).rowcount or 0)
+        return int(self._execute(stmt, values).rowcount or 0)
 
     # --- orders -------------------------------------------------------------------------
 
     def order_exists(self, order_id: str) -> bool:
         query = sa.select(t.orders.c.id).where(t.orders.c.id == order_id)
-        return self.conn.execute(query).first() is not None
+        return self._execute(query).first() is not None
 
     def existing_order_ids(self, order_ids: Iterable[str]) -> set[str]:
         ids = list(order_ids)
@@ -156,19 +181,19 @@ class Tx:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             query = sa.select(t.orders.c.id).where(t.orders.c.id.in_(chunk))
-            found.update(self.conn.execute(query).scalars())
+            found.update(self._execute(query).scalars())
         return found
 
     def load_order(self, order_id: str) -> Order | None:
-        row = self.conn.execute(_ORDER, {"oid": order_id}).first()
+        row = self._execute(_ORDER, {"oid": order_id}).first()
         if row is None:
             return None
         data = dict(row.data)
-        data["version"] = row.version
-        data["shipments"] = list(self.conn.execute(_SHIPMENTS, {"oid": order_id}).scalars())
+        data["version"] = self._versions[order_id] = row.version
+        data["shipments"] = list(self._execute(_SHIPMENTS, {"oid": order_id}).scalars())
         data["notes"] = [
             {"at": n.at, "author": n.author, "text": n.text}
-            for n in self.conn.execute(_NOTES, {"oid": order_id})
+            for n in self._execute(_NOTES, {"oid": order_id})
         ]
         return Order.from_mapping(data)
 
@@ -176,7 +201,7 @@ class Tx:
         """Several orders by id, three queries for all of them (unknown ids left out)."""
         found: dict[str, Order] = {}
         for chunk in _chunks(set(order_ids)):
-            rows = self.conn.execute(sa.select(t.orders).where(t.orders.c.id.in_(chunk)))
+            rows = self._execute(sa.select(t.orders).where(t.orders.c.id.in_(chunk)))
             data = {row.id: {**row.data, "version": row.version} for row in rows}
             shipments: dict[str, list[Any]] = defaultdict(list)
             query = (
@@ -184,49 +209,59 @@ class Tx:
                 .where(t.shipments.c.order_id.in_(chunk))
                 .order_by(t.shipments.c.order_id, t.shipments.c.position)
             )
-            for order_id, shipment in self.conn.execute(query):
+            for order_id, shipment in self._execute(query):
                 shipments[order_id].append(shipment)
             notes: dict[str, list[dict[str, Any]]] = defaultdict(list)
             query = sa.select(t.notes).where(t.notes.c.order_id.in_(chunk)).order_by(t.notes.c.id)
-            for n in self.conn.execute(query):
+            for n in self._execute(query):
                 notes[n.order_id].append({"at": n.at, "author": n.author, "text": n.text})
             for order_id, mapping in data.items():
+                self._versions[order_id] = mapping["version"]
                 mapping["shipments"] = shipments[order_id]
                 mapping["notes"] = notes[order_id]
                 found[order_id] = Order.from_mapping(mapping)
         return found
 
     def order_version(self, order_id: str) -> int | None:
-        version = self.conn.execute(_ORDER_VERSION, {"oid": order_id}).scalar()
-        return int(version) if version is not None else None
+        """The order's version, as last read or written in this transaction."""
+        if order_id not in self._versions:
+            self.order_versions([order_id])
+        return self._versions.get(order_id)
+
+    def order_versions(self, order_ids: Iterable[str]) -> None:
+        """Read these orders' versions in one query (``order_version`` then answers)."""
+        wanted = [oid for oid in set(order_ids) if oid not in self._versions]
+        for chunk in _chunks(wanted):
+            query = sa.select(t.orders.c.id, t.orders.c.version).where(t.orders.c.id.in_(chunk))
+            found = {oid: version for oid, version in self._execute(query)}
+            self._versions.update((oid, found.get(oid)) for oid in chunk)
 
     def insert_order(self, order: Order, now: str) -> None:
-        self.conn.execute(_INSERT_ORDER, _order_row(order, now))
+        self._execute(_INSERT_ORDER, _order_row(order, now))
+        self._versions[order.id] = order.version
         self.save_shipments(order)
 
     def save_order(self, order: Order, previous: Order, now: str) -> None:
-        """Write ``order`` only if nobody saved a version after ``previous``; only the
-        shipments that changed are written."""
+        """Write ``order`` only if nobody saved a version after ``previous`` (else the
+        transaction fails with ``StaleOrder`` when it is written); only the shipments that
+        changed are written."""
         row = _order_row(order, now)
         params = {f"v_{name}": row[name] for name in _ORDER_COLUMNS}
-        result = self.conn.execute(
-            _SAVE_ORDER, {**params, "oid": order.id, "previous": previous.version}
-        )
-        if result.rowcount != 1:
-            raise StaleOrder(order.id)
+        params.update(oid=order.id, previous=previous.version)
+        self._later(t.orders, _SAVE_ORDER, params)
+        self._versions[order.id] = order.version
         before = dict(enumerate(previous.shipments))
         for position, shipment in enumerate(order.shipments):
             if before.get(position) != shipment:
                 self.save_shipment(order.id, position, shipment)
 
     def save_shipments(self, order: Order) -> None:
-        rows = [_shipment_row(order.id, n, shipment) for n, shipment in enumerate(order.shipments)]
-        if rows:
-            self.conn.execute(_upsert(t.shipments, self.is_sqlite), rows)
+        for position, shipment in enumerate(order.shipments):
+            self.save_shipment(order.id, position, shipment)
 
     def save_shipment(self, order_id: str, position: int, shipment: Shipment) -> None:
-        row = _shipment_row(order_id, position, shipment)
-        self.conn.execute(_upsert(t.shipments, self.is_sqlite), row)
+        upsert = _upsert(t.shipments, self.is_sqlite)
+        self._later(t.shipments, upsert, _shipment_row(order_id, position, shipment))
 
     def shipments(self, shipment_ids: Sequence[str]) -> list[Shipment]:
         """The shipments with these ids, in the order given (unknown ids are left out)."""
@@ -234,7 +269,7 @@ class Tx:
         for start in range(0, len(shipment_ids), 500):
             chunk = list(shipment_ids[start : start + 500])
             query = sa.select(t.shipments.c.data).where(t.shipments.c.id.in_(chunk))
-            for data in self.conn.execute(query).scalars():
+            for data in self._execute(query).scalars():
                 shipment = Shipment.from_mapping(data)
                 found[shipment.id] = shipment
         return [found[sid] for sid in shipment_ids if sid in found]
@@ -257,11 +292,11 @@ class Tx:
             query = query.where(t.orders.c.fulfilment_status == fulfilment)
         if limit:
             query = query.limit(limit)
-        return list(self.conn.execute(query))
+        return list(self._execute(query))
 
     def count_by(self, column: str) -> dict[str, int]:
         col = t.orders.c[column]
-        rows = self.conn.execute(sa.select(col, sa.func.count()).group_by(col))
+        rows = self._execute(sa.select(col, sa.func.count()).group_by(col))
         return {str(value): int(count) for value, count in rows}
 
     # --- history and notes --------------------------------------------------------------
@@ -280,14 +315,13 @@ class Tx:
         )
 
     def events(self, order_id: str) -> list[Event]:
-        self.flush()
-        rows = self.conn.execute(
+        rows = self._execute(
             sa.select(t.events).where(t.events.c.order_id == order_id).order_by(t.events.c.id)
         )
         return [Event.from_mapping(row._asdict()) for row in rows]
 
     def add_note(self, order_id: str, note: Note) -> None:
-        self.conn.execute(
+        self._execute(
             t.notes.insert().values(
                 order_id=order_id, at=note.at.isoformat(), author=note.author, text=note.text
             )
@@ -296,36 +330,41 @@ class Tx:
     # --- label saga ---------------------------------------------------------------------
 
     def add_label_intent(self, values: Mapping[str, Any]) -> bool:
+        self._labels.pop(values["key"], None)
         return self._insert_ignore(t.labels, values) == 1
 
     def label(self, key: str) -> sa.Row[Any] | None:
-        return self.conn.execute(_LABEL, {"key": key}).first()
+        if key not in self._labels:
+            self._labels[key] = self._execute(_LABEL, {"key": key}).first()
+        return self._labels[key]
 
     def labels(self, keys: Iterable[str]) -> dict[str, sa.Row[Any]]:
-        found = {}
-        for chunk in _chunks(keys):
-            for row in self.conn.execute(sa.select(t.labels).where(t.labels.c.key.in_(chunk))):
-                found[row.key] = row
-        return found
+        """These label rows, read in one query; ``label`` then answers from them."""
+        wanted = list(keys)
+        for chunk in _chunks(k for k in wanted if k not in self._labels):
+            query = sa.select(t.labels).where(t.labels.c.key.in_(chunk))
+            found = {row.key: row for row in self._execute(query)}
+            self._labels.update((key, found.get(key)) for key in chunk)
+        return {key: row for key in wanted if (row := self._labels[key]) is not None}
 
     def update_label(self, key: str, **values: Any) -> None:
         self.update_labels([key], **values)
 
     def update_labels(self, keys: Sequence[str], **values: Any) -> None:
-        """Set the same values on several labels (one statement, executed for each key)."""
-        if not keys:
-            return
+        """Set the same values on several labels."""
         stmt = _update(t.labels, _LABEL_WHERE, frozenset(values))
         params = {f"v_{name}": value for name, value in values.items()}
-        self.conn.execute(stmt, [{**params, "k": key} for key in keys])
+        for key in keys:
+            self._labels.pop(key, None)  # read again, after this write, if asked
+            self._later(t.labels, stmt, {**params, "k": key})
 
     def labels_for(self, order_id: str) -> list[sa.Row[Any]]:
         query = sa.select(t.labels).where(t.labels.c.order_id == order_id)
-        return list(self.conn.execute(query.order_by(t.labels.c.created_at, t.labels.c.key)))
+        return list(self._execute(query.order_by(t.labels.c.created_at, t.labels.c.key)))
 
     def count_labels(self, status: str) -> int:
         query = sa.select(sa.func.count()).where(t.labels.c.status == status)
-        return int(self.conn.execute(query.select_from(t.labels)).scalar() or 0)
+        return int(self._execute(query.select_from(t.labels)).scalar() or 0)
 
     # --- pickups ------------------------------------------------------------------------
 
@@ -341,7 +380,7 @@ class Tx:
             )
             .order_by(t.shipments.c.order_id, t.shipments.c.position)
         )
-        return list(self.conn.execute(query))
+        return list(self._execute(query))
 
     def add_pickup_intent(self, values: Mapping[str, Any]) -> bool:
         self._pickups.pop(values["id"], None)
@@ -350,15 +389,15 @@ class Tx:
     def pickup(self, pickup_id: str) -> sa.Row[Any] | None:
         # Read once per transaction: every label settled in a batch asks for the same one.
         if pickup_id not in self._pickups:
-            self._pickups[pickup_id] = self.conn.execute(_PICKUP, {"pid": pickup_id}).first()
+            self._pickups[pickup_id] = self._execute(_PICKUP, {"pid": pickup_id}).first()
         return self._pickups[pickup_id]
 
     def update_pickup(self, pickup_id: str, **values: Any) -> None:
         self._pickups.pop(pickup_id, None)
-        self.conn.execute(t.pickups.update().where(t.pickups.c.id == pickup_id).values(**values))
+        self._execute(t.pickups.update().where(t.pickups.c.id == pickup_id).values(**values))
 
     def pickups(self) -> list[sa.Row[Any]]:
-        return list(self.conn.execute(sa.select(t.pickups).order_by(t.pickups.c.id)))
+        return list(self._execute(sa.select(t.pickups).order_by(t.pickups.c.id)))
 
     # --- outbox -------------------------------------------------------------------------
 
@@ -370,7 +409,6 @@ class Tx:
         self, owner: str, now: float, lease_seconds: float, limit: int, kinds: Sequence[str]
     ) -> list[sa.Row[Any]]:
         """Lease up to ``limit`` due rows to ``owner``; expired leases are taken over."""
-        self.flush()
         due = (
             sa.select(t.outbox.c.id)
             .where(
@@ -384,24 +422,23 @@ class Tx:
         )
         if not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises claimers
             due = due.with_for_update(skip_locked=True)
-        ids = list(self.conn.execute(due).scalars())
+        ids = list(self._execute(due).scalars())
         if not ids:
             return []
-        self.conn.execute(
+        self._execute(
             t.outbox.update()
             .where(t.outbox.c.id.in_(ids))
             .values(lease_owner=owner, lease_until=now + lease_seconds)
         )
         query = sa.select(t.outbox).where(t.outbox.c.id.in_(ids)).order_by(t.outbox.c.id)
-        return list(self.conn.execute(query))
+        return list(self._execute(query))
 
     def finish(self, row_id: int, owner: str, now_iso: str, **values: Any) -> bool:
         """Settle a leased row; False when the lease was lost to another worker."""
-        self.flush()
         values = {"lease_owner": None, "lease_until": None, "updated_at": now_iso, **values}
         stmt = _update(t.outbox, _FINISH_WHERE, frozenset(values))
         params = {f"v_{name}": value for name, value in values.items()}
-        result = self.conn.execute(stmt, {**params, "rid": row_id, "owner": owner})
+        result = self._execute(stmt, {**params, "rid": row_id, "owner": owner})
         return result.rowcount == 1
 
     def finish_done(self, owner: str, now_iso: str, rows: Sequence[tuple[int, int]]) -> int:
@@ -409,8 +446,7 @@ class Tx:
         their lease (the others were taken over by another worker)."""
         if not rows:
             return 0
-        self.flush()
-        result = self.conn.execute(
+        result = self._execute(
             _FINISH_DONE,
             [{"rid": rid, "owner": owner, "now": now_iso, "attempts": n} for rid, n in rows],
         )
@@ -423,7 +459,6 @@ class Tx:
         statuses: Sequence[str] | None = None,
         kind: str | None = None,
     ) -> list[sa.Row[Any]]:
-        self.flush()
         query = sa.select(t.outbox).order_by(t.outbox.c.id)
         if order_id:
             query = query.where(t.outbox.c.order_id == order_id)
@@ -431,15 +466,13 @@ class Tx:
             query = query.where(t.outbox.c.status.in_(list(statuses)))
         if kind:
             query = query.where(t.outbox.c.kind == kind)
-        return list(self.conn.execute(query))
+        return list(self._execute(query))
 
     def outbox_row(self, row_id: int) -> sa.Row[Any] | None:
-        self.flush()
-        return self.conn.execute(sa.select(t.outbox).where(t.outbox.c.id == row_id)).first()
+        return self._execute(sa.select(t.outbox).where(t.outbox.c.id == row_id)).first()
 
     def reset_outbox_row(self, row_id: int, now: float, now_iso: str) -> bool:
-        self.flush()
-        result = self.conn.execute(
+        result = self._execute(
             t.outbox.update()
             .where(t.outbox.c.id == row_id, t.outbox.c.status == "dead")
             .values(status="pending", attempts=0, available_at=now, updated_at=now_iso)
@@ -447,8 +480,7 @@ class Tx:
         return result.rowcount == 1
 
     def count_outbox(self) -> dict[tuple[str, str], int]:
-        self.flush()
-        rows = self.conn.execute(
+        rows = self._execute(
             sa.select(t.outbox.c.kind, t.outbox.c.status, sa.func.count()).group_by(
                 t.outbox.c.kind, t.outbox.c.status
             )
@@ -456,9 +488,8 @@ class Tx:
         return {(kind, status): int(n) for kind, status, n in rows}
 
     def next_due(self) -> float | None:
-        self.flush()
         query = sa.select(sa.func.min(t.outbox.c.available_at)).where(
             t.outbox.c.status == "pending"
         )
-        value = self.conn.execute(query).scalar()
+        value = self._execute(query).scalar()
         return float(value) if value is not None else None
