@@ -9,6 +9,8 @@ day, not one per order.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
     from fulfil.core.engine import Engine
 
 LOCATION = "origin"  # one pickup location per store for now: its origin address
+# Seconds a worker may take to book a pickup before another one may try: longer than a
+# carrier call can last (the engine's HTTP timeouts are 30 s).
+BOOKING_LEASE = 120.0
 
 # Runs a call to the named carrier; the worker's guard adds its rate limit and breaker.
 Guard = Callable[[str, Callable[[], Any]], Any]
@@ -62,11 +67,13 @@ def booked_pickup(engine: Engine, tx: Tx, carrier: str) -> str | None:
     return row.id if row is not None and row.status == "booked" else None
 
 
-def book_due(engine: Engine, guard: Guard = _unguarded) -> list[Pickup]:
+def book_due(engine: Engine, guard: Guard = _unguarded, owner: str | None = None) -> list[Pickup]:
     """Book (or join) a pickup for every shipment whose label is ready; return new bookings.
 
     ``guard`` runs the carrier call: a booking counts against the carrier's rate limit like
-    a label purchase does."""
+    a label purchase does. ``owner`` names the worker: one worker at a time books a pickup
+    (a lease on its row), the others join it once it is booked."""
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}"
     carriers = engine.carriers_with_pickups
     if not carriers:
         return []
@@ -81,7 +88,7 @@ def book_due(engine: Engine, guard: Guard = _unguarded) -> list[Pickup]:
         by_carrier[row.carrier].append((row.order_id, row.id))
     booked = []
     for carrier, shipments in by_carrier.items():
-        pickup, new = _book(engine, carrier, day, shipments, guard)
+        pickup, new = _book(engine, carrier, day, shipments, guard, owner)
         if pickup is not None:
             booked += [pickup] if new else []
             _attach(engine, pickup, shipments)
@@ -89,9 +96,15 @@ def book_due(engine: Engine, guard: Guard = _unguarded) -> list[Pickup]:
 
 
 def _book(
-    engine: Engine, carrier: str, day: date, shipments: list[tuple[str, str]], guard: Guard
+    engine: Engine,
+    carrier: str,
+    day: date,
+    shipments: list[tuple[str, str]],
+    guard: Guard,
+    owner: str,
 ) -> tuple[Pickup | None, bool]:
-    """The day's pickup for ``carrier`` (booked now if need be), and whether it is new."""
+    """The day's pickup for ``carrier`` (booked now if need be), and whether it is new;
+    None while another worker is booking it or the carrier refused for now."""
     store = engine.config.store
     assert store.origin is not None
     key = f"pickup:{carrier}:{day.isoformat()}:{LOCATION}"
@@ -120,6 +133,8 @@ def _book(
                 "created_at": engine.clock.now().isoformat(),
             }
         )
+        if not tx.claim_pickup(key, owner, engine.clock.time(), BOOKING_LEASE):
+            return None, False
     request = PickupRequest(
         idempotency_key=key,
         day=day,
@@ -137,13 +152,20 @@ def _book(
         plugin = engine.carrier(carrier)
         confirmation = guard(carrier, lambda: plugin.schedule_pickup(request))
     except CarrierError as error:
-        # Transient: the intent stays and the next pass tries again with the same key.
+        # The intent stays and the next pass (of any worker) tries again with the same key.
         engine.log_carrier_error("pickup", key, error)
+        with engine.store.transaction() as tx:
+            tx.update_pickup(key, lease_owner=None, lease_until=None)
         return None, False
     pickup = attrs.evolve(pickup, confirmation=confirmation.confirmation)
     with engine.store.transaction() as tx:
         tx.update_pickup(
-            key, status="booked", confirmation=pickup.confirmation, data=pickup.to_mapping()
+            key,
+            status="booked",
+            confirmation=pickup.confirmation,
+            data=pickup.to_mapping(),
+            lease_owner=None,
+            lease_until=None,
         )
     engine.hooks.pickup_scheduled(pickup)
     return pickup, True

@@ -250,7 +250,7 @@ class Worker:
             log.warning("%d outbox row(s): lease lost to another worker", lost)
 
     def _book_pickups(self) -> None:
-        for pickup in pickups.book_due(self.engine, self._guarded):
+        for pickup in pickups.book_due(self.engine, self._guarded, self.owner):
             self.stats.add("pickups")
             log.info("pickup %s booked", pickup.id)
 

@@ -40,7 +40,16 @@ def _v3_return_labels(conn: sa.Connection) -> None:
         )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_notes, _v3_return_labels]
+def _v4_pickup_leases(conn: sa.Connection) -> None:
+    """Two worker processes could both book the day's pickup: a booking is now leased."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("pickups")}
+    if "lease_owner" not in columns:
+        conn.execute(sa.text("ALTER TABLE pickups ADD COLUMN lease_owner VARCHAR(200)"))
+    if "lease_until" not in columns:
+        conn.execute(sa.text("ALTER TABLE pickups ADD COLUMN lease_until FLOAT"))
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_notes, _v3_return_labels, _v4_pickup_leases]
 LATEST = len(MIGRATIONS)
 
 

@@ -392,6 +392,20 @@ class Tx:
             self._pickups[pickup_id] = self._execute(_PICKUP, {"pid": pickup_id}).first()
         return self._pickups[pickup_id]
 
+    def claim_pickup(self, pickup_id: str, owner: str, now: float, lease_seconds: float) -> bool:
+        """Lease the booking of a pickup not booked yet; False while another worker holds it."""
+        self._pickups.pop(pickup_id, None)
+        result = self._execute(
+            t.pickups.update()
+            .where(
+                t.pickups.c.id == pickup_id,
+                t.pickups.c.status != "booked",
+                sa.or_(t.pickups.c.lease_until.is_(None), t.pickups.c.lease_until < now),
+            )
+            .values(lease_owner=owner, lease_until=now + lease_seconds)
+        )
+        return result.rowcount == 1
+
     def update_pickup(self, pickup_id: str, **values: Any) -> None:
         self._pickups.pop(pickup_id, None)
         self._execute(t.pickups.update().where(t.pickups.c.id == pickup_id).values(**values))

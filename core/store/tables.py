@@ -86,6 +86,9 @@ pickups = sa.Table(
     sa.Column("confirmation", sa.String(128)),
     sa.Column("data", sa.JSON, nullable=False),  # Pickup.to_mapping()
     sa.Column("created_at", sa.String(40), nullable=False),
+    # The worker calling the carrier to book it, until when: one booker at a time.
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_until", sa.Float),
 )
 
 notes = sa.Table(

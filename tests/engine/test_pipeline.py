@@ -266,3 +266,31 @@ def test_a_merchant_who_drops_parcels_off_ships_without_a_pickup(make_engine):
     order = engine.get("ord_1016")
     assert order.fulfilment_status is F.SHIPPED and order.shipments[0].pickup_id is None
     assert Ledger(engine.data_dir / "sandbox-ledger.sqlite").pickups() == []
+
+
+def test_two_workers_book_the_days_pickup_once(make_engine, monkeypatch):
+    """Worker processes share one database: while one books the day's pickup, another
+    must not book it too (EasyPost would sell two), and joins it once it is booked."""
+    from fulfil.core import pickups
+
+    first, second = make_engine(), make_engine()  # one database, one sandbox ledger
+    place(first, order_data(1017), order_data(1018))
+    first.record_payment(["ord_1017", "ord_1018"], "paid")
+    with monkeypatch.context() as patch:  # labels only, no pickup pass yet
+        patch.setattr(pickups, "book_due", lambda *args, **kwargs: [])
+        drain(first)
+
+    meanwhile: list[list] = []
+
+    def racing(carrier, call):  # the second worker's pass, while the first calls the carrier
+        meanwhile.append(pickups.book_due(second, owner="second"))
+        return call()
+
+    booked = pickups.book_due(first, racing, owner="first")
+    assert meanwhile == [[]] and len(booked) == 1
+    assert len(Ledger(first.data_dir / "sandbox-ledger.sqlite").pickups()) == 1
+    assert pickups.book_due(second, owner="second") == []  # booked: nothing left to do
+    for number in (1017, 1018):
+        order = second.get(f"ord_{number}")
+        assert order.shipments[0].pickup_id == booked[0].id
+        assert order.fulfilment_status is F.SHIPPED

@@ -129,3 +129,15 @@ def test_saves_of_many_orders_are_one_statement(tmp_path):
     with store.transaction() as tx:
         assert {tx.order_version(o.id) for o in orders} == {1}
     assert len(updates) == 1
+
+
+def test_a_pickup_booking_is_leased_to_one_worker_until_booked_or_expired(tmp_path):
+    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    with store.transaction() as tx:
+        row = {"id": "p", "carrier": "c", "day": "d", "status": "intent", "data": {}}
+        tx.add_pickup_intent({**row, "created_at": "now"})
+        assert tx.claim_pickup("p", "w1", now=100.0, lease_seconds=60)
+        assert not tx.claim_pickup("p", "w2", now=110.0, lease_seconds=60)
+        assert tx.claim_pickup("p", "w2", now=161.0, lease_seconds=60)  # w1 died: taken over
+        tx.update_pickup("p", status="booked", lease_owner=None, lease_until=None)
+        assert not tx.claim_pickup("p", "w3", now=500.0, lease_seconds=60)  # nothing to book
