@@ -102,6 +102,7 @@ class StoreSettings:
 @attrs.frozen
 class WorkerSettings:
     concurrency: int = 8
+    processes: int = 1
     lease_seconds: int = 60
     max_attempts: int = 8
     batch_size: int = 100
@@ -480,7 +481,8 @@ enabled = true
 
 # Background processing (`fulfil worker`, `fulfil run`).
 [worker]
-concurrency = 8        # jobs (labels, messages) at once
+concurrency = 8        # jobs (labels, messages) at once, per process
+processes = 1          # processes `fulfil run` and `fulfil demo` work in (one core each)
 lease_seconds = 60     # a killed worker's jobs are taken up again after this
 max_attempts = 8       # attempts of a failing job before it is dead-lettered
 batch_size = 100       # jobs claimed at a time

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,43 +15,54 @@ from fulfil.core.cli.common import State, console, pass_state, quiet
 from fulfil.core.config import default_config_text
 from fulfil.core.engine import Engine
 from fulfil.core.errors import ValidationFailed
+from fulfil.core.processes import run_workers
 from fulfil.core.states import FulfilmentStatus as F
 from fulfil.core.worker import Worker
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 
-@contextmanager
-def progress_bar(engine: Engine, label: str) -> Iterator[Any]:
-    """A rich progress bar over the outbox rows due now; silent when not on a terminal."""
+def _outbox(engine: Engine) -> tuple[int, int]:
+    """(rows done, rows pending) in the outbox."""
     with engine.store.transaction() as tx:
-        total = sum(n for (_, status), n in tx.count_outbox().items() if status == "pending")
+        counts = tx.count_outbox()
+    done = sum(n for (_, status), n in counts.items() if status in ("done", "dead"))
+    pending = sum(n for (_, status), n in counts.items() if status == "pending")
+    return done, pending
+
+
+@contextmanager
+def progress_bar(engine: Engine, label: str) -> Iterator[Callable[[Any], None]]:
+    """A rich progress bar over the outbox rows, read from the store (so it counts the work
+    of every worker process) at most twice a second; silent when not on a terminal."""
+    done_before, pending = _outbox(engine)
     progress = Progress(
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        disable=quiet() or total < 50,
+        disable=quiet() or pending < 50,
     )
     with progress:
-        task = progress.add_task(label, total=total)
+        task = progress.add_task(label, total=pending)
+        next_read = 0.0
 
-        def update(stats: Any) -> None:
-            done = (
-                stats.counts["labels"]
-                + stats.counts["messages"]
-                + stats.counts["labels_failed"]
-                + stats.counts["messages_failed"]
-            )
-            progress.update(task, completed=min(done, total))
+        def update(_stats: Any) -> None:
+            nonlocal next_read
+            if progress.disable or time.monotonic() < next_read:
+                return
+            next_read = time.monotonic() + 0.5
+            done, pending = _outbox(engine)
+            done -= done_before  # rows created meanwhile (messages after labels) count too
+            progress.update(task, completed=done, total=done + pending)
 
         yield update
 
 
-def run_pipeline(engine: Engine, label: str = "working") -> Any:
-    with Worker(engine) as worker, progress_bar(engine, label) as update:
-        return worker.run(until_idle=True, on_batch=update)
+def run_pipeline(engine: Engine, label: str = "working", processes: int | None = None) -> Any:
+    with progress_bar(engine, label) as update:
+        return run_workers(engine, processes, on_batch=update)
 
 
 def summary(engine: Engine) -> Table:
@@ -81,12 +92,20 @@ def summary(engine: Engine) -> Table:
     return table
 
 
+PROCESSES = click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    help="Worker processes (one CPU core each); default: [worker] processes.",
+)
+
+
 @click.command()
+@PROCESSES
 @pass_state
-def run(state: State) -> None:
+def run(state: State, processes: int | None) -> None:
     """Process everything due: labels, pickups, notifications; then print a summary."""
     with state.engine() as engine:
-        run_pipeline(engine)
+        run_pipeline(engine, processes=processes)
         console.print(summary(engine))
 
 
@@ -145,8 +164,9 @@ DEMO_DIRS = ("labels", "mail")
     type=click.IntRange(6, None),
     help="How many sample orders.",
 )
+@PROCESSES
 @pass_state
-def demo(state: State, out: Path, count: int) -> None:
+def demo(state: State, out: Path, count: int, processes: int | None) -> None:
     """Run the whole pipeline on sample orders with the embedded defaults."""
     from fulfil.core.demo import is_offline, sample_orders
     from fulfil.core.validation import validate_orders
@@ -166,14 +186,14 @@ def demo(state: State, out: Path, count: int) -> None:
         engine.place(orders)
         engine.record_payment([o.id for o in orders if is_offline(o)], "offline")
         engine.record_payment([o.id for o in orders if not is_offline(o)], "paid")
-        run_pipeline(engine, "labels and messages")
+        run_pipeline(engine, "labels and messages", processes)
         # Staff steps for the orders that do not ship by carrier.
         local = [o.id for o in orders if o.shipping.type == "local_delivery"]
         counter = [o.id for o in orders if o.shipping.type == "pickup"]
         engine.mark(local, F.OUT_FOR_DELIVERY)
         engine.mark(local, F.DELIVERED)
         engine.mark(counter, F.READY_FOR_PICKUP)
-        run_pipeline(engine, "staff messages")
+        run_pipeline(engine, "staff messages", processes)
         elapsed = time.perf_counter() - started
         console.print(summary(engine))
     console.print(f"{count} orders in {elapsed:.1f} s ({count / elapsed:.0f} orders/s)")

@@ -1,0 +1,43 @@
+"""Several worker processes on one store (``fulfil run --processes``): nothing twice."""
+
+from __future__ import annotations
+
+from conftest import order_data, read_maildir
+from fulfil.core.models import Order
+from fulfil.core.processes import _work, run_workers
+from fulfil.core.states import FulfilmentStatus as F
+from fulfil.plugins.carriers.sandbox.ledger import Ledger
+
+
+def paid_orders(engine, n: int) -> list[str]:
+    orders = [Order.from_mapping(order_data(2000 + i, locale="en")) for i in range(n)]
+    engine.place(orders)
+    engine.record_payment([o.id for o in orders], "paid")
+    return [o.id for o in orders]
+
+
+def assert_done_once(engine, ids: list[str]) -> None:
+    ledger = Ledger(engine.data_dir / "sandbox-ledger.sqlite")
+    assert sorted(ledger.purchases_per_shipment().values()) == [1] * len(ids)
+    assert len(ledger.pickups()) == 1
+    assert {engine.get(i).fulfilment_status for i in ids} == {F.SHIPPED}
+    mails = read_maildir(engine.data_dir / "mail")
+    assert len({m["Message-ID"] for m in mails}) == len(mails) >= 2 * len(ids)
+    with engine.store.transaction() as tx:
+        assert {status for (_, status) in tx.count_outbox()} == {"done"}
+
+
+def test_two_processes_do_everything_once(make_engine):
+    engine = make_engine()
+    ids = paid_orders(engine, 40)
+    stats = run_workers(engine, processes=2)
+    assert stats.counts["labels"] == len(ids)  # bought in either process, counted once
+    assert_done_once(engine, ids)
+
+
+def test_a_child_process_builds_its_engine_from_the_parents_configuration(make_engine):
+    engine = make_engine()
+    ids = paid_orders(engine, 5)
+    counts = _work(engine.config.source, str(engine.config.base_dir), None)
+    assert counts["labels"] == len(ids) and counts["pickups"] == 1
+    assert_done_once(engine, ids)
