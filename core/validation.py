@@ -179,7 +179,7 @@ def _compiled_validator(name: str) -> jsonschema_rs.Validator:
     explained errors stand, so the two can only differ in speed, never in what passes.
     """
     return jsonschema_rs.Draft202012Validator(
-        load_schema(name), formats=_FORMATS, validate_formats=True
+        dict(load_schema(name)), formats=_FORMATS, validate_formats=True
     )
 
 

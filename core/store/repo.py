@@ -62,16 +62,21 @@ def _update(table: sa.Table, where: tuple[Any, ...], columns: frozenset[str]) ->
     return table.update().where(*where).values({c: sa.bindparam(f"v_{c}") for c in columns})
 
 
+def _dialect_insert(table: sa.Table, is_sqlite: bool) -> sqlite.Insert | postgresql.Insert:
+    # Both dialects spell "on conflict" the same way; SQLAlchemy's generic INSERT cannot.
+    return sqlite.insert(table) if is_sqlite else postgresql.insert(table)
+
+
 @cache
 def _insert_ignoring(table: sa.Table, is_sqlite: bool) -> sa.Insert:
     """INSERT that skips a row whose unique key exists (built once per table and dialect)."""
-    return (sqlite if is_sqlite else postgresql).insert(table).on_conflict_do_nothing()
+    return _dialect_insert(table, is_sqlite).on_conflict_do_nothing()
 
 
 @cache
 def _upsert(table: sa.Table, is_sqlite: bool) -> sa.Insert:
     """INSERT, or UPDATE of every column when the primary key exists: one statement."""
-    insert = (sqlite if is_sqlite else postgresql).insert(table)
+    insert = _dialect_insert(table, is_sqlite)
     key = [c.name for c in table.primary_key]
     return insert.on_conflict_do_update(
         index_elements=key,
@@ -83,6 +88,9 @@ def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
     items = list(values)
     for start in range(0, len(items), _IN_CHUNK):
         yield items[start : start + _IN_CHUNK]
+
+
+Result = sa.CursorResult[*tuple[Any, ...]]  # rows of any width
 
 
 class StaleOrder(Exception):
@@ -156,7 +164,7 @@ class Tx:
             rows, self._outbox = self._outbox, []
             self.conn.execute(_insert_ignoring(t.outbox, self.is_sqlite), rows)
 
-    def _execute(self, statement: sa.Executable, params: Any = None) -> sa.CursorResult[Any]:
+    def _execute(self, statement: sa.Executable, params: Any = None) -> Result:
         """Run a statement after the collected writes (it may read what they wrote)."""
         self.flush()
         return self.conn.execute(statement, params)
