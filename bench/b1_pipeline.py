@@ -79,12 +79,16 @@ def expected_shipped(orders_file: Path) -> int:
 
 
 def pipeline(
-    engine: Any, orders_file: Path, ids: dict[str, list[str]], phases: dict[str, float]
+    engine: Any,
+    orders_file: Path,
+    ids: dict[str, list[str]],
+    phases: dict[str, float],
+    processes: int = 1,
 ) -> dict[str, Any]:
     """What ``fulfil import`` then ``fulfil demo`` do, minus the console."""
     from fulfil.core.importer import import_file
+    from fulfil.core.processes import run_workers
     from fulfil.core.states import FulfilmentStatus as F
-    from fulfil.core.worker import Worker
 
     lap = Lap(phases)
     report = import_file(engine, orders_file)
@@ -93,15 +97,13 @@ def pipeline(
     engine.record_payment(ids["offline"], "offline")
     engine.record_payment(ids["paid"], "paid")
     lap("payments")
-    with Worker(engine) as worker:
-        first = dict(worker.run(until_idle=True).counts)
+    first = dict(run_workers(engine, processes).counts)
     lap("worker: labels, pickups, messages")
     engine.mark(ids["local"], F.OUT_FOR_DELIVERY)
     engine.mark(ids["local"], F.DELIVERED)
     engine.mark(ids["counter"], F.READY_FOR_PICKUP)
     lap("staff steps")
-    with Worker(engine) as worker:
-        second = dict(worker.run(until_idle=True).counts)
+    second = dict(run_workers(engine, processes).counts)
     lap("worker: staff messages")
     return {k: first.get(k, 0) + second.get(k, 0) for k in {*first, *second}}
 
@@ -122,13 +124,21 @@ class Lap:
 def run(quick: bool, profile: Path | None = None) -> Result:
     n = 300 if quick else 2000
     if profile is None:
-        return measure(n)
+        result = measure(n)
+        two = measure(n, processes=2)
+        return {
+            **result,
+            "orders_per_s_2_processes": two["orders_per_s"],
+            "two_processes": two,
+        }
     for kind in PROFILES:  # one run per profiler; their figures are not the benchmark's
         result = measure(n, profile, kind)
     return {**result, "profiled": True}
 
 
-def measure(n: int, profile: Path | None = None, kind: str = "cpu") -> Result:
+def measure(n: int, profile: Path | None = None, kind: str = "cpu", processes: int = 1) -> Result:
+    """One timed run; with several processes (``fulfil run --processes``) the other
+    processes' writes are not counted, so there is no floor to compare with."""
     folder = Path(tempfile.mkdtemp(prefix="fulfil-b1-"))
     try:
         config, orders_file = write_inputs(folder, n)
@@ -137,7 +147,7 @@ def measure(n: int, profile: Path | None = None, kind: str = "cpu") -> Result:
         counter = WriteCounter(engine.store.engine)
         phases: dict[str, float] = {}
         with Stopwatch() as ours, profiled(profile, "b1_pipeline", kind):
-            stats = pipeline(engine, orders_file, ids, phases)
+            stats = pipeline(engine, orders_file, ids, phases, processes)
         counter.close()
         with engine.store.transaction() as tx:
             fulfilment = tx.count_by("fulfilment_status")
@@ -147,6 +157,8 @@ def measure(n: int, profile: Path | None = None, kind: str = "cpu") -> Result:
         shipped = fulfilment.get("SHIPPED", 0)
         if left or shipped != expected_shipped(orders_file):
             raise RuntimeError(f"incomplete run: left {left}, SHIPPED {shipped}")
+        if processes > 1:
+            return {"orders": n, "processes": processes, "orders_per_s": rounded(n / ours.wall, 1)}
         work = floor_work(counter.as_work(), db)
         floor_seconds = run_floor(db, work, folder)
     finally:

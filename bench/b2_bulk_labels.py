@@ -138,24 +138,31 @@ def buy_labels(
     rate_limit: int | None = None,
     profile: Path | None = None,
     kind: str = "cpu",
+    processes: int = 1,
 ) -> dict[str, Any]:
-    """One timed worker run buying n labels; the fake's own account of it."""
+    """One timed worker run buying n labels; the fake's own account of it. With several
+    processes (``fulfil run --processes``) each runs ``concurrency / processes`` calls."""
     from fulfil.core.models import Order
+    from fulfil.core.processes import run_workers
     from fulfil.core.worker import Worker
 
     folder = Path(tempfile.mkdtemp(prefix="fulfil-b2-"))
     try:
         with fake_carrier(LATENCY, rate_limit) as url:
-            engine = prepared_engine(folder, url, concurrency, rate_limit)
+            engine = prepared_engine(folder, url, concurrency // processes, rate_limit)
             orders = [Order.from_mapping(order(i)) for i in range(n)]
             engine.place(orders)
             engine.record_payment([o.id for o in orders], "paid")
-            with (
-                profiled(profile, f"b2_c{concurrency}", kind),  # closes after the pool's threads
-                Worker(engine, concurrency=concurrency) as worker,
-                Stopwatch() as clock,
-            ):
-                counts = dict(worker.run(until_idle=True).counts)
+            if processes > 1:
+                with Stopwatch() as clock:
+                    counts = dict(run_workers(engine, processes).counts)
+            else:
+                with (
+                    profiled(profile, f"b2_c{concurrency}", kind),  # after the pool's threads
+                    Worker(engine, concurrency=concurrency) as worker,
+                    Stopwatch() as clock,
+                ):
+                    counts = dict(worker.run(until_idle=True).counts)
             left = outbox_left(engine)
             engine.close()
             seen = stats(url)
@@ -192,16 +199,20 @@ def run(quick: bool, profile: Path | None = None) -> Result:
     limited_n, limited_c = (80, 8) if quick else (200, 8)
     limited = buy_labels(limited_n, limited_c, RATE_LIMIT)
     limited.update(concurrency=limited_c, rate_limit_per_s=RATE_LIMIT)
+    two = buy_labels(labels[32], 32, processes=2)
+    two["fraction_of_limit"] = rounded(two["labels_per_s"] / (32 / LATENCY), 3)
     return {
         "c1_fraction_of_limit": by_concurrency["c1"]["fraction_of_limit"],
         "c8_fraction_of_limit": by_concurrency["c8"]["fraction_of_limit"],
         "c32_fraction_of_limit": by_concurrency["c32"]["fraction_of_limit"],
         "c64_fraction_of_limit": by_concurrency["c64"]["fraction_of_limit"],
+        "c32_fraction_of_limit_2_processes": two["fraction_of_limit"],
         "rate_fraction": rounded(limited["labels_per_s"] / RATE_LIMIT, 3),
         "http_429": limited["http_429"],
         "latency_s": LATENCY,
         "by_concurrency": by_concurrency,
         "rate_limited": limited,
+        "c32_in_2_processes": two,
     }
 
 

@@ -58,9 +58,11 @@ GOALS: list[tuple[str, str, str, float, str]] = [
 ]
 INFO: list[tuple[str, str, str]] = [
     ("B1", "floor_orders_per_s", "floor orders/s"),
+    ("B1", "orders_per_s_2_processes", "orders/s, fulfil run --processes 2"),
     ("B2", "c1_fraction_of_limit", "c=1 fraction of limit"),
     ("B2", "c8_fraction_of_limit", "c=8 fraction of limit"),
     ("B2", "c64_fraction_of_limit", "c=64 fraction of limit"),
+    ("B2", "c32_fraction_of_limit_2_processes", "c=32 in 2 processes of 16"),
     ("B3", "fulfil_us_0", "fulfil us/transition, 0 listeners"),
     ("B3", "fulfil_us_3", "fulfil us/transition, 3 listeners"),
     ("B3", "python_statemachine_us_3", "python-statemachine us, 3 listeners"),
