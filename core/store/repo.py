@@ -130,7 +130,8 @@ class Tx:
     Writes that nothing in the transaction reads back at once are collected and sent
     together, an ``executemany`` per statement, when the transaction ends or before the
     next statement that is not one of them: history events and outbox rows (only ever
-    appended), label updates, order saves and shipment upserts. A batch of settled labels
+    appended), new orders and label intents, label updates, order saves and shipment
+    upserts. A batch of settled labels
     or a bulk change of many orders so costs a statement per kind, not per order. Reads
     this transaction made, and the versions it wrote, are remembered (``label``,
     ``order_version``, ``pickup``) so that collecting is not undone by re-reading.
@@ -245,7 +246,7 @@ class Tx:
             self._versions.update((oid, found.get(oid)) for oid in chunk)
 
     def insert_order(self, order: Order, now: str) -> None:
-        self._execute(_INSERT_ORDER, _order_row(order, now))
+        self._later(t.orders, _INSERT_ORDER, _order_row(order, now))
         self._versions[order.id] = order.version
         self.save_shipments(order)
 
@@ -337,9 +338,10 @@ class Tx:
 
     # --- label saga ---------------------------------------------------------------------
 
-    def add_label_intent(self, values: Mapping[str, Any]) -> bool:
+    def add_label_intent(self, values: Mapping[str, Any]) -> None:
+        """Add a label intent unless its key exists (a retried change adds it once)."""
         self._labels.pop(values["key"], None)
-        return self._insert_ignore(t.labels, values) == 1
+        self._later(t.labels, _insert_ignoring(t.labels, self.is_sqlite), dict(values))
 
     def label(self, key: str) -> sa.Row[Any] | None:
         if key not in self._labels:
