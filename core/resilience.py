@@ -112,6 +112,13 @@ class CircuitBreaker:
                 return False
             return True
 
+    def remaining(self) -> float:
+        """Seconds until the next trial call (0 when closed)."""
+        with self.lock:
+            if self.opened_at is None:
+                return 0.0
+            return max(self.opened_at + self.cooldown - self.clock(), 0.0)
+
     def success(self) -> None:
         with self.lock:
             self.failures = 0

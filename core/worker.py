@@ -291,7 +291,11 @@ class Worker:
         breaker = self.breakers.setdefault(carrier, CircuitBreaker())
         if breaker.is_open:
             raise CarrierError(
-                carrier, "unavailable", "circuit open after repeated failures", code=CIRCUIT_OPEN
+                carrier,
+                "unavailable",
+                "circuit open after repeated failures",
+                code=CIRCUIT_OPEN,
+                retry_after=breaker.remaining(),
             )
         if carrier not in self.buckets:
             rate = self.engine.rate_limit(carrier)
@@ -348,7 +352,14 @@ class Worker:
         attempts = row.attempts + 1
         done: list[Any] = []
         with engine.store.transaction() as tx:
-            if isinstance(error, CarrierError) and row.kind == "label":
+            if (
+                isinstance(error, CarrierError)
+                and error.code == CIRCUIT_OPEN
+                and not (row.kind == "label" and saga.can_fall_back(tx, row.payload["key"]))
+            ):
+                # The carrier was not called: no attempt spent; wait for the breaker's trial.
+                self._postpone(tx, row, str(error), error.retry_after or 1.0)
+            elif isinstance(error, CarrierError) and row.kind == "label":
                 done = self._label_failed(tx, row, attempts, error)
             elif isinstance(error, CarrierError | NotifierError):
                 engine.log_carrier_error(row.kind, row.dedupe_key, error)
@@ -382,6 +393,17 @@ class Worker:
         status = "done" if fell_back else "dead"
         self._finish(tx, row, status=status, attempts=attempts, last_error=str(error))
         return [work] if work is not None else []
+
+    def _postpone(self, tx: Tx, row: Any, reason: str, delay: float) -> None:
+        self.stats.add("postponed")
+        self._finish(
+            tx,
+            row,
+            status="pending",
+            attempts=row.attempts,
+            last_error=reason,
+            available_at=self.engine.clock.time() + delay,
+        )
 
     def _retry(
         self, tx: Tx, row: Any, attempts: int, error: object, retry_after: float | None

@@ -176,3 +176,56 @@ def test_a_failure_while_storing_a_label_retries_without_buying_again(make_engin
     assert order.shipments[0].label is not None and len(calls) == 2
     ledger = Ledger(engine.data_dir / "sandbox-ledger.sqlite")
     assert ledger.purchases_per_shipment() == {order.shipments[0].id: 1}
+
+
+class Outage:
+    """The sandbox behind an outage: its first ``down_for`` purchases fail as 503s."""
+
+    def __init__(self, down_for: int) -> None:
+        self.down_for = down_for
+        self.calls = 0
+
+    def wrap(self, settings, context):
+        from fulfil.plugins.carriers.sandbox import make_carrier
+
+        carrier = make_carrier(settings, context)
+        real_buy = carrier.buy_label
+
+        def buy_label(request):
+            self.calls += 1
+            if self.calls <= self.down_for:
+                raise CarrierError("patchy", "unavailable", "503 Service Unavailable")
+            return real_buy(request)
+
+        carrier.buy_label = buy_label
+        return carrier
+
+    @hookimpl
+    def fulfil_register_carriers(self, register):
+        register(
+            CarrierPlugin(
+                name="patchy",
+                factory=self.wrap,
+                capabilities={"labels", "pickups"},
+                countries={"*"},
+            )
+        )
+
+
+def test_an_open_circuit_spends_no_attempts_and_waits_for_its_trial(make_engine):
+    """A carrier outage opens the breaker; the labels refused by the open breaker were never
+    sent, so they wait for its trial call instead of being dead-lettered."""
+    from fulfil.core.resilience import CircuitBreaker
+
+    outage = Outage(down_for=2)
+    config = {"carriers": {"patchy": {}}, "routing": [{"country": "*", "carrier": "patchy"}]}
+    engine = make_engine(config, plugins=(outage,))
+    orders = [Order.from_mapping(order_data(4000 + n)) for n in range(6)]
+    engine.place(orders)
+    engine.record_payment([o.id for o in orders], "paid")
+    with Worker(engine, backoff=no_wait, max_attempts=2, concurrency=1) as worker:
+        worker.breakers["patchy"] = CircuitBreaker(threshold=2, cooldown=0.2)
+        counts = worker.run(until_idle=True).counts
+    assert counts["postponed"] > 0 and counts["labels"] == 6 and not counts["labels_failed"]
+    assert {engine.get(o.id).fulfilment_status for o in orders} == {F.SHIPPED}
+    assert outage.calls == 2 + 6  # two failures, then each label bought once
