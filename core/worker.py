@@ -53,10 +53,9 @@ class WorkerStats:
 
 @attrs.define
 class Settled:
-    """What one settle transaction writes last, and what to do once it committed."""
+    """The outbox rows one settle transaction finishes, and what to do once it committed."""
 
     done: list[tuple[int, int]] = attrs.field(factory=list)  # (outbox row id, attempts)
-    events: list[Event] = attrs.field(factory=list)
     works: list[Work] = attrs.field(factory=list)
     counts: Counter[str] = attrs.field(factory=Counter)
 
@@ -240,7 +239,6 @@ class Worker:
             saga.read_ahead(tx, labels)
             for task, result in outcomes:
                 task.settle(tx, task.row, result, settled)
-            tx.add_events(settled.events)
             self._finish_done(tx, settled.done, now)
         return settled
 
@@ -330,20 +328,19 @@ class Worker:
     def _sent(self, tx: Tx, row: Any, _result: Any, settled: Settled) -> None:
         message = row.payload["message"]
         settled.done.append((row.id, row.attempts + 1))
-        settled.events.append(
-            Event(
-                row.order_id,
-                int(row.payload.get("version", 0)),
-                self.engine.clock.now(),
-                "notification",
-                f"plugin:{row.payload['notifier']}",
-                {
-                    "template": message["event"],
-                    "channel": message["channel"],
-                    "audience": message["audience"],
-                },
-            )
+        event = Event(
+            row.order_id,
+            int(row.payload.get("version", 0)),
+            self.engine.clock.now(),
+            "notification",
+            f"plugin:{row.payload['notifier']}",
+            {
+                "template": message["event"],
+                "channel": message["channel"],
+                "audience": message["audience"],
+            },
         )
+        tx.add_events([event])
         settled.counts["messages"] += 1
 
     def _failed(self, row: Any, error: BaseException) -> None:
