@@ -31,6 +31,7 @@ _SAVE_ORDER = (
     .values({name: sa.bindparam(f"v_{name}") for name in _ORDER_COLUMNS})
 )
 _INSERT_ORDER = t.orders.insert()
+_INSERT_EVENT = t.events.insert()
 _ORDER_VERSION = sa.select(t.orders.c.version).where(t.orders.c.id == sa.bindparam("oid"))
 _LABEL = sa.select(t.labels).where(t.labels.c.key == sa.bindparam("key"))
 _PICKUP = sa.select(t.pickups).where(t.pickups.c.id == sa.bindparam("pid"))
@@ -129,11 +130,10 @@ class Tx:
 
     Writes that nothing in the transaction reads back at once are collected and sent
     together, an ``executemany`` per statement, when the transaction ends or before the
-    next statement that is not one of them: history events and outbox rows (only ever
-    appended), new orders and label intents, label updates, order saves and shipment
-    upserts. A batch of settled labels
-    or a bulk change of many orders so costs a statement per kind, not per order. Reads
-    this transaction made, and the versions it wrote, are remembered (``label``,
+    next statement that is not one of them: history events, outbox rows, new orders and
+    label intents, label updates, order saves and shipment upserts. A batch of settled
+    labels or a bulk change of many orders so costs a statement per kind, not per order.
+    Reads this transaction made, and the versions it wrote, are remembered (``label``,
     ``order_version``, ``pickup``) so that collecting is not undone by re-reading.
     """
 
@@ -141,8 +141,6 @@ class Tx:
         self.conn = conn
         self.is_sqlite = is_sqlite
         self._writes: dict[str, list[tuple[sa.Executable, dict[str, Any]]]] = {}  # by table
-        self._events: list[dict[str, Any]] = []
-        self._outbox: list[Mapping[str, Any]] = []
         self._labels: dict[str, sa.Row[Any] | None] = {}
         self._versions: dict[str, int | None] = {}
         self._pickups: dict[str, sa.Row[Any] | None] = {}
@@ -158,12 +156,6 @@ class Tx:
                 result = self.conn.execute(batch[0][0], [params for _, params in batch])
                 if batch[0][0] is _SAVE_ORDER and result.rowcount != len(batch):
                     raise StaleOrder(", ".join(params["oid"] for _, params in batch))
-        if self._events:
-            events, self._events = self._events, []
-            self.conn.execute(t.events.insert(), events)
-        if self._outbox:
-            rows, self._outbox = self._outbox, []
-            self.conn.execute(_insert_ignoring(t.outbox, self.is_sqlite), rows)
 
     def _execute(self, statement: sa.Executable, params: Any = None) -> Result:
         """Run a statement after the collected writes (it may read what they wrote)."""
@@ -185,10 +177,8 @@ class Tx:
         return self._execute(query).first() is not None
 
     def existing_order_ids(self, order_ids: Iterable[str]) -> set[str]:
-        ids = list(order_ids)
         found: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for chunk in _chunks(order_ids):
             query = sa.select(t.orders.c.id).where(t.orders.c.id.in_(chunk))
             found.update(self._execute(query).scalars())
         return found
@@ -311,8 +301,8 @@ class Tx:
     # --- history and notes --------------------------------------------------------------
 
     def add_events(self, events: Iterable[Event]) -> None:
-        self._events += (
-            {
+        for e in events:
+            row = {
                 "order_id": e.order_id,
                 "version": e.version,
                 "at": e.at.isoformat(),
@@ -320,8 +310,7 @@ class Tx:
                 "actor": e.actor,
                 "data": dict(e.data),
             }
-            for e in events
-        )
+            self._later(t.events, _INSERT_EVENT, row)
 
     def events(self, order_id: str) -> list[Event]:
         rows = self._execute(
@@ -427,7 +416,9 @@ class Tx:
 
     def enqueue(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Add outbox rows; a row whose dedupe key exists already is not added again."""
-        self._outbox += rows
+        insert = _insert_ignoring(t.outbox, self.is_sqlite)
+        for row in rows:
+            self._later(t.outbox, insert, dict(row))
 
     def claim(
         self, owner: str, now: float, lease_seconds: float, limit: int, kinds: Sequence[str]
