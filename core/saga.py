@@ -135,13 +135,13 @@ def prepare(engine: Engine, tx: Tx, keys: Sequence[str]) -> dict[str, Job]:
     for intent in intents:
         order = orders[intent.order_id]  # an intent is only written with its order
         shipment = next(s for s in order.shipments if s.id == intent.shipment_id)
+        tried_before = intent.status != "intent"
         request = attrs.evolve(
             label_request(engine, order, shipment, intent.key, intent.service),
-            maybe_sent=intent.status != "intent",
+            maybe_sent=tried_before,
             is_return=intent.purpose == "return",
         )
-        reconcile = intent.status != "intent"
-        jobs[intent.key] = Job(intent.key, intent.carrier, request, reconcile, order)
+        jobs[intent.key] = Job(intent.key, intent.carrier, request, tried_before, order)
     return jobs
 
 
