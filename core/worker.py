@@ -98,6 +98,7 @@ class Worker:
         lease_seconds: float | None = None,
         max_attempts: int | None = None,
         backoff: Callable[..., float] = full_jitter,
+        circuit_breaker: Callable[[], CircuitBreaker] = CircuitBreaker,
     ) -> None:
         settings = engine.config.worker
         self.engine = engine
@@ -107,6 +108,7 @@ class Worker:
         self.lease_seconds = lease_seconds or settings.lease_seconds
         self.max_attempts = max_attempts or settings.max_attempts
         self.backoff = backoff
+        self.circuit_breaker = circuit_breaker  # makes each carrier's breaker
         self.buckets: dict[str, TokenBucket] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
         self.stats = WorkerStats()
@@ -286,7 +288,9 @@ class Worker:
 
     def _guarded(self, carrier: str, call: Callable[[], Any]) -> Any:
         """Rate limit and circuit breaker around one carrier call (in a pool thread)."""
-        breaker = self.breakers.setdefault(carrier, CircuitBreaker())
+        if carrier not in self.breakers:
+            self.breakers[carrier] = self.circuit_breaker()
+        breaker = self.breakers[carrier]
         if breaker.is_open:
             raise CarrierError(
                 carrier,

@@ -11,6 +11,7 @@ from fulfil.core.carriers import CarrierPlugin
 from fulfil.core.errors import CarrierError
 from fulfil.core.hookspecs import hookimpl
 from fulfil.core.models import Order
+from fulfil.core.resilience import CircuitBreaker
 from fulfil.core.states import FulfilmentStatus as F
 from fulfil.core.worker import Worker
 from fulfil.plugins.carriers.sandbox.ledger import Ledger
@@ -24,12 +25,16 @@ def sandbox(**settings) -> dict:
     return {"carriers": {"sandbox": {"settings": settings}}}
 
 
+def quick_breaker() -> CircuitBreaker:
+    return CircuitBreaker(threshold=2, cooldown=0.05)  # an outage's trial comes at once
+
+
 def run_orders(engine, count: int, **kwargs) -> list[Order]:
     orders = [Order.from_mapping(order_data(2000 + n, **kwargs)) for n in range(count)]
     engine.place(orders)
     engine.record_payment([o.id for o in orders], "paid")
-    with Worker(engine, backoff=no_wait, max_attempts=30) as worker:
-        worker.run(until_idle=True)
+    with Worker(engine, backoff=no_wait, max_attempts=30, circuit_breaker=quick_breaker) as w:
+        w.run(until_idle=True)
     return [engine.get(o.id) for o in orders]
 
 
@@ -215,16 +220,16 @@ class Outage:
 def test_an_open_circuit_spends_no_attempts_and_waits_for_its_trial(make_engine):
     """A carrier outage opens the breaker; the labels refused by the open breaker were never
     sent, so they wait for its trial call instead of being dead-lettered."""
-    from fulfil.core.resilience import CircuitBreaker
-
     outage = Outage(down_for=2)
     config = {"carriers": {"patchy": {}}, "routing": [{"country": "*", "carrier": "patchy"}]}
     engine = make_engine(config, plugins=(outage,))
     orders = [Order.from_mapping(order_data(4000 + n)) for n in range(6)]
     engine.place(orders)
     engine.record_payment([o.id for o in orders], "paid")
-    with Worker(engine, backoff=no_wait, max_attempts=2, concurrency=1) as worker:
-        worker.breakers["patchy"] = CircuitBreaker(threshold=2, cooldown=0.2)
+    breaker = lambda: CircuitBreaker(threshold=2, cooldown=0.2)  # noqa: E731
+    with Worker(
+        engine, backoff=no_wait, max_attempts=2, concurrency=1, circuit_breaker=breaker
+    ) as worker:
         counts = worker.run(until_idle=True).counts
     assert counts["postponed"] > 0 and counts["labels"] == 6 and not counts["labels_failed"]
     assert {engine.get(o.id).fulfilment_status for o in orders} == {F.SHIPPED}
