@@ -35,6 +35,18 @@ _INSERT_EVENT = t.events.insert()
 _ORDER_VERSION = sa.select(t.orders.c.version).where(t.orders.c.id == sa.bindparam("oid"))
 _LABEL = sa.select(t.labels).where(t.labels.c.key == sa.bindparam("key"))
 _PICKUP = sa.select(t.pickups).where(t.pickups.c.id == sa.bindparam("pid"))
+# Reads of many rows by id: one statement, an expanding IN (chunks of ``_IN_CHUNK`` ids).
+_IDS: sa.BindParameter[str] = sa.bindparam("ids", expanding=True)
+_ORDER_IDS_IN = sa.select(t.orders.c.id).where(t.orders.c.id.in_(_IDS))
+_ORDERS_IN = sa.select(t.orders).where(t.orders.c.id.in_(_IDS))
+_VERSIONS_IN = sa.select(t.orders.c.id, t.orders.c.version).where(t.orders.c.id.in_(_IDS))
+_SHIPMENTS_OF_ORDERS_IN = (
+    sa.select(t.shipments.c.order_id, t.shipments.c.data)
+    .where(t.shipments.c.order_id.in_(_IDS))
+    .order_by(t.shipments.c.order_id, t.shipments.c.position)
+)
+_NOTES_OF_ORDERS_IN = sa.select(t.notes).where(t.notes.c.order_id.in_(_IDS)).order_by(t.notes.c.id)
+_LABELS_IN = sa.select(t.labels).where(t.labels.c.key.in_(_IDS))
 # WHERE clauses of the UPDATEs built by ``_update``: module constants, so its cache hits.
 _LABEL_WHERE = (t.labels.c.key == sa.bindparam("k"),)
 _FINISH_WHERE = (
@@ -179,8 +191,7 @@ class Tx:
     def existing_order_ids(self, order_ids: Iterable[str]) -> set[str]:
         found: set[str] = set()
         for chunk in _chunks(order_ids):
-            query = sa.select(t.orders.c.id).where(t.orders.c.id.in_(chunk))
-            found.update(self._execute(query).scalars())
+            found.update(self._execute(_ORDER_IDS_IN, {"ids": chunk}).scalars())
         return found
 
     def load_order(self, order_id: str) -> Order | None:
@@ -200,19 +211,13 @@ class Tx:
         """Several orders by id, three queries for all of them (unknown ids left out)."""
         found: dict[str, Order] = {}
         for chunk in _chunks(set(order_ids)):
-            rows = self._execute(sa.select(t.orders).where(t.orders.c.id.in_(chunk)))
+            rows = self._execute(_ORDERS_IN, {"ids": chunk})
             data = {row.id: {**row.data, "version": row.version} for row in rows}
             shipments: dict[str, list[Any]] = defaultdict(list)
-            query = (
-                sa.select(t.shipments.c.order_id, t.shipments.c.data)
-                .where(t.shipments.c.order_id.in_(chunk))
-                .order_by(t.shipments.c.order_id, t.shipments.c.position)
-            )
-            for order_id, shipment in self._execute(query):
+            for order_id, shipment in self._execute(_SHIPMENTS_OF_ORDERS_IN, {"ids": chunk}):
                 shipments[order_id].append(shipment)
             notes: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            query = sa.select(t.notes).where(t.notes.c.order_id.in_(chunk)).order_by(t.notes.c.id)
-            for n in self._execute(query):
+            for n in self._execute(_NOTES_OF_ORDERS_IN, {"ids": chunk}):
                 notes[n.order_id].append({"at": n.at, "author": n.author, "text": n.text})
             for order_id, mapping in data.items():
                 self._versions[order_id] = mapping["version"]
@@ -231,8 +236,7 @@ class Tx:
         """Read these orders' versions in one query (``order_version`` then answers)."""
         wanted = [oid for oid in set(order_ids) if oid not in self._versions]
         for chunk in _chunks(wanted):
-            query = sa.select(t.orders.c.id, t.orders.c.version).where(t.orders.c.id.in_(chunk))
-            found = {oid: version for oid, version in self._execute(query)}
+            found = {oid: v for oid, v in self._execute(_VERSIONS_IN, {"ids": chunk})}
             self._versions.update((oid, found.get(oid)) for oid in chunk)
 
     def insert_order(self, order: Order, now: str) -> None:
@@ -341,8 +345,7 @@ class Tx:
         """These label rows, read in one query; ``label`` then answers from them."""
         wanted = list(keys)
         for chunk in _chunks(k for k in wanted if k not in self._labels):
-            query = sa.select(t.labels).where(t.labels.c.key.in_(chunk))
-            found = {row.key: row for row in self._execute(query)}
+            found = {row.key: row for row in self._execute(_LABELS_IN, {"ids": chunk})}
             self._labels.update((key, found.get(key)) for key in chunk)
         return {key: row for key in wanted if (row := self._labels[key]) is not None}
 
