@@ -14,6 +14,7 @@ import socket
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -43,6 +44,13 @@ def _unguarded(_carrier: str, call: Callable[[], Any]) -> Any:
 
 def pickup_day(now: datetime, timezone: str, cutoff: str) -> date:
     """Today if before the cut-off (local time), else the next working day."""
+    # The cut-off is given to the minute: every label settled in the same minute has the
+    # same day, and asks (once per label) while a batch is settled.
+    return _pickup_day(now.replace(second=0, microsecond=0), timezone, cutoff)
+
+
+@lru_cache(maxsize=16)
+def _pickup_day(now: datetime, timezone: str, cutoff: str) -> date:
     local = now.astimezone(ZoneInfo(timezone))
     day = local.date()
     if local.strftime("%H:%M") >= cutoff:
