@@ -9,6 +9,7 @@ The tree::
     │   └── OrderNotFound          no order with that id
     ├── InvalidTransition          a status change the state machines forbid; nothing written
     ├── PluginError                a plugin registered something malformed or twice
+    ├── WorkerFailed               a worker process of ``fulfil run --processes`` died
     ├── CarrierError               a carrier operation failed; .kind says how to react
     │     kinds: auth, validation, rejected        -> permanent, the carrier's reason is shown
     │            rate_limited, unavailable         -> transient, retried (honours retry_after)
@@ -35,6 +36,7 @@ __all__ = [
     "PluginError",
     "Problem",
     "ValidationFailed",
+    "WorkerFailed",
 ]
 
 
@@ -98,6 +100,11 @@ class InvalidTransition(FulfilError):
 
 class PluginError(FulfilError):
     pass
+
+
+class WorkerFailed(FulfilError):
+    """A worker process ended with an error; the rows it held are taken over when their
+    lease expires (the next run does them)."""
 
 
 CarrierErrorKind = Literal[

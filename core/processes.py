@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fulfil.core.config import EMBEDDED_SOURCE, Config, load_config
 from fulfil.core.engine import Engine
+from fulfil.core.errors import WorkerFailed
 from fulfil.core.plugins import Hooks, make_plugin_manager
 from fulfil.core.worker import Worker, WorkerStats
 
@@ -50,8 +51,17 @@ def run_workers(
         ]
         with Worker(engine, concurrency=concurrency) as worker:
             stats = worker.run(until_idle=True, on_batch=on_batch)
+        failures = []
         for child in children:
-            stats.counts.update(child.result())
+            try:
+                stats.counts.update(child.result())
+            except Exception as error:  # its own engine, config or plugins, or a crash
+                failures.append(f"{type(error).__name__}: {error}")
+    if failures:
+        raise WorkerFailed(
+            f"{len(failures)} of {processes} worker processes failed ({'; '.join(failures)}); "
+            "what they held is taken over when its lease expires"
+        )
     return stats
 
 

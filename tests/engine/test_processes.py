@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import order_data, read_maildir
+from fulfil.core.errors import WorkerFailed
 from fulfil.core.models import Order
 from fulfil.core.processes import _work, run_workers
 from fulfil.core.states import FulfilmentStatus as F
@@ -41,3 +43,12 @@ def test_a_child_process_builds_its_engine_from_the_parents_configuration(make_e
     counts = _work(engine.config.source, str(engine.config.base_dir), None)
     assert counts["labels"] == len(ids) and counts["pickups"] == 1
     assert_done_once(engine, ids)
+
+
+def test_a_failed_worker_process_is_reported_not_hidden(make_engine, write_config):
+    engine = make_engine()
+    ids = paid_orders(engine, 3)
+    write_config(name="fulfil.toml").write_text("[store\n", encoding="utf-8")  # now unreadable
+    with pytest.raises(WorkerFailed, match=r"1 of 2 worker processes failed \(ConfigError"):
+        run_workers(engine, processes=2)
+    assert {engine.get(i).fulfilment_status for i in ids} == {F.SHIPPED}  # this one worked
