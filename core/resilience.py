@@ -143,8 +143,12 @@ def rate_limited(bucket: TokenBucket) -> Iterator[None]:
 
 
 def limit_requests(client: httpx.Client) -> None:
-    """Make ``client`` honour ``rate_limited`` blocks (its other requests are untouched)."""
+    """Make ``client`` honour ``rate_limited`` blocks (its other requests are untouched).
+
+    Idempotent: a client shared by two engines still takes one token a request."""
     hooks = client.event_hooks
+    if _take_token in hooks["request"]:
+        return
     client.event_hooks = {
         "request": [*hooks["request"], _take_token],
         "response": [*hooks["response"], _pause_on_429],

@@ -107,3 +107,15 @@ def test_a_429_pauses_the_bucket_for_its_retry_after():
         assert client.post("/shipments").status_code == 429
         client.post("/shipments")  # waits for the pause first
     assert t.now >= 7
+
+
+def test_a_client_set_up_twice_still_takes_one_token_a_request():
+    """Two engines given the same client each set it up: a request must not cost twice."""
+    t = FakeTime()
+    bucket = TokenBucket(rate=10, burst=1, clock=t.clock, sleep=t.sleep)
+    client = limited_client()
+    limit_requests(client)
+    with rate_limited(bucket):
+        client.post("/shipments")
+        client.post("/shipments")
+    assert t.slept == [0.1]
