@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from conftest import order_data, read_maildir
 from fulfil.core.errors import WorkerFailed
 from fulfil.core.models import Order
 from fulfil.core.processes import _work, run_workers
 from fulfil.core.states import FulfilmentStatus as F
+from fulfil.core.worker import Worker
 from fulfil.plugins.carriers.sandbox.ledger import Ledger
 
 
@@ -29,12 +32,31 @@ def assert_done_once(engine, ids: list[str]) -> None:
         assert {status for (_, status) in tx.count_outbox()} == {"done"}
 
 
-def test_two_processes_do_everything_once(make_engine):
+def test_two_processes_do_everything_once(make_engine, monkeypatch):
+    """The parent's worker joins only once the child has bought a label, so both take
+    part whatever the machine's speed (the child is started fresh and is not patched)."""
     engine = make_engine()
-    ids = paid_orders(engine, 40)
+    ids = paid_orders(engine, 60)
+    started_late: list[int] = []
+
+    def run_once_the_child_works(worker, **kwargs):
+        deadline = time.monotonic() + 60
+        while not (bought := labels_bought(engine)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started_late.append(bought)
+        return real_run(worker, **kwargs)
+
+    real_run = Worker.run
+    monkeypatch.setattr(Worker, "run", run_once_the_child_works)
     stats = run_workers(engine, processes=2)
+    assert started_late[0] > 0  # the child had bought labels before the parent claimed any
     assert stats.counts["labels"] == len(ids)  # bought in either process, counted once
     assert_done_once(engine, ids)
+
+
+def labels_bought(engine) -> int:
+    with engine.store.transaction() as tx:
+        return tx.count_labels("bought")
 
 
 def test_a_child_process_builds_its_engine_from_the_parents_configuration(make_engine):
