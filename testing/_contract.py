@@ -195,6 +195,15 @@ class LeakScanner:
     def add(self, where: str, text: object) -> None:
         self.texts.append((where, str(text)))
 
+    def record(self, what: str, run: Callable[[], object]) -> None:
+        """Run ``run`` and scan what it returned, or the exception it raised."""
+        try:
+            result = run()
+        except Exception as error:
+            self.add_exception(f"the exception {what} raised", error)
+        else:
+            self.add(f"what {what} returned", repr(result))
+
     def add_exception(self, where: str, error: BaseException) -> None:
         seen: set[int] = set()
         current: BaseException | None = error
@@ -229,7 +238,7 @@ class LeakScanner:
     def watch(self, caplog: pytest.LogCaptureFixture) -> None:
         """Capture every logger at DEBUG, the HTTP libraries' included."""
         caplog.set_level("DEBUG")
-        for name in ("httpx", "httpcore", "fulfil"):
+        for name in ("httpx", "httpcore", "urllib3", "fulfil"):
             caplog.set_level("DEBUG", logger=name)
 
     def leaks(self) -> list[str]:
@@ -260,6 +269,18 @@ class PluginSuite:
     def wrong_secret(self, name: str) -> str:
         """A wrong value of the same form, for the wrong-credentials tests."""
         return wrong_secret_value(name)
+
+    def leak_scanner(
+        self, secrets: Mapping[str, str], caplog: pytest.LogCaptureFixture
+    ) -> LeakScanner:
+        """A scanner for the secrets and for the wrong values the suite sets in their place,
+        watching the logs; skips when the settings reference no secret."""
+        if not secrets:
+            pytest.skip("the settings hold no env: secret reference, so there is none to leak")
+        wrong = {f"{name} (a wrong value)": self.wrong_secret(name) for name in secrets}
+        scanner = LeakScanner({**secrets, **wrong})
+        scanner.watch(caplog)
+        return scanner
 
     def error_response(self, fault: str) -> Response:
         """What the fake answers to provoke ``fault``; override to use the provider's body."""

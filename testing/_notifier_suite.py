@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import pytest
@@ -12,7 +12,6 @@ from fulfil.testing._contract import (
     FAULTS,
     SHORT_TIMEOUT,
     Builder,
-    LeakScanner,
     PluginSuite,
     SettingsSchemaChecks,
     counted,
@@ -253,41 +252,26 @@ class NotifierConformance(PluginSuite, SettingsSchemaChecks):
         caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        if not conformance_secrets:
-            pytest.skip("the settings hold no env: secret reference, so there is none to leak")
-        wrong = {f"{n} (a wrong value)": self.wrong_secret(n) for n in conformance_secrets}
-        scanner = LeakScanner({**conformance_secrets, **wrong})
-        scanner.watch(caplog)
+        scanner = self.leak_scanner(conformance_secrets, caplog)
         channel = conformance_declaration.channel
         notifier = conformance_build(settings)
         scanner.add("repr() of the notifier", repr(notifier))
-        runs: list[tuple[str, Callable[[], Any]]] = [
-            ("send", lambda: notifier.send(self._message(conformance_declaration))),
-        ]
+        scanner.record("send", lambda: notifier.send(self._message(conformance_declaration)))
         invalid = self.invalid_message(channel)
         if invalid is not None:
-            runs.append(("send (invalid)", lambda: notifier.send(invalid)))
+            scanner.record("send (invalid)", lambda: notifier.send(invalid))
         for fault in ("rate_limited", "unavailable"):
-
-            def faulty(fault: str = fault) -> Any:
-                try:
-                    faulty = conformance_build(self.provoke(fault, fake, settings))
-                except pytest.skip.Exception:
-                    return None
-                return faulty.send(self._message(conformance_declaration, 3))
-
-            runs.append((f"send after {fault}", faulty))
-        for what, run in runs:
             try:
-                scanner.add(f"what {what} returned", repr(run()))
-            except Exception as error:
-                scanner.add_exception(f"the exception {what} raised", error)
+                faulty = conformance_build(self.provoke(fault, fake, settings))
+            except pytest.skip.Exception:
+                continue
+            message = self._message(conformance_declaration, 3)
+            scanner.record(f"send after {fault}", partial(faulty.send, message))
         for name in conformance_secrets:
             monkeypatch.setenv(name, self.wrong_secret(name))
-        try:
-            conformance_build(settings).send(self._message(conformance_declaration, 2))
-        except Exception as error:
-            scanner.add_exception("the exception raised with wrong credentials", error)
+        wrongly = conformance_build(settings)
+        message = self._message(conformance_declaration, 2)
+        scanner.record("send with wrong credentials", lambda: wrongly.send(message))
         scanner.finish(caplog, capsys)
 
     def test_uses_the_injected_http_client(

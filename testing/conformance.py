@@ -50,6 +50,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, ClassVar
 
 import attrs
@@ -71,7 +72,6 @@ from fulfil.testing._contract import (
     RETRY_AFTER,
     SHORT_TIMEOUT,
     Builder,
-    LeakScanner,
     PluginSuite,
     ResponseRecorder,
     SettingsSchemaChecks,
@@ -579,49 +579,33 @@ class CarrierConformance(PluginSuite, SettingsSchemaChecks):
         caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        if not conformance_secrets:
-            pytest.skip("the settings hold no env: secret reference, so there is none to leak")
-        wrong = {f"{n} (a wrong value)": self.wrong_secret(n) for n in conformance_secrets}
-        scanner = LeakScanner({**conformance_secrets, **wrong})
-        scanner.watch(caplog)
+        scanner = self.leak_scanner(conformance_secrets, caplog)
         declaration = conformance_declaration
         carrier = conformance_build(settings)
         scanner.add("repr() of the carrier", repr(carrier))
-        runs: list[tuple[str, Callable[[], Any]]] = []
         if Capability.LABELS in declaration.capabilities:
             request = self._request()
-            runs += [
-                ("buy_label", lambda: carrier.buy_label(request)),
-                ("find_label", lambda: carrier.find_label(request.idempotency_key)),
-            ]
+            scanner.record("buy_label", lambda: carrier.buy_label(request))
+            scanner.record("find_label", lambda: carrier.find_label(request.idempotency_key))
             invalid = self.invalid_label_request()
             if invalid is not None:
-                runs.append(("buy_label (invalid)", lambda: carrier.buy_label(invalid)))
+                scanner.record("buy_label (invalid)", lambda: carrier.buy_label(invalid))
         if Capability.RATES in declaration.capabilities:
-            runs.append(("quote", lambda: carrier.quote(self._request())))
-        for what, run in runs:
-            try:
-                result = run()
-            except Exception as error:
-                scanner.add_exception(f"the exception {what} raised", error)
-            else:
-                scanner.add(f"what {what} returned", repr(result))
+            scanner.record("quote", lambda: carrier.quote(self._request()))
         if Capability.LABELS in declaration.capabilities:
             for fault in ("rate_limited", "unavailable"):
                 try:
                     faulty = conformance_build(self.provoke(fault, fake, settings))
                 except pytest.skip.Exception:
                     continue
-                try:
-                    faulty.buy_label(self._request(9))
-                except Exception as error:
-                    scanner.add_exception(f"the exception buy_label raised after {fault}", error)
+                buy = partial(faulty.buy_label, self._request(9))
+                scanner.record(f"buy_label after {fault}", buy)
             for name in conformance_secrets:
                 monkeypatch.setenv(name, self.wrong_secret(name))
-            try:
-                conformance_build(settings).buy_label(self._request(10))
-            except Exception as error:
-                scanner.add_exception("the exception raised with wrong credentials", error)
+            wrongly = conformance_build(settings)
+            scanner.record(
+                "buy_label with wrong credentials", lambda: wrongly.buy_label(self._request(10))
+            )
         scanner.finish(caplog, capsys)
 
     def test_uses_the_injected_http_client(
