@@ -42,7 +42,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ from fulfil.core.errors import NotifierError
 from fulfil.core.http import parse_retry_after
 from fulfil.core.notifiers import Message, NotifierPlugin, Receipt, fan_out_failure
 from fulfil.core.secrets import Secret, reveal
+from fulfil.plugins.notifiers._ledger import SqliteLedger
 
 __all__ = [
     "SETTINGS_SCHEMA",
@@ -314,33 +314,26 @@ class DeadTokens:
             os.replace(tmp, self.path)
 
 
-class SentLedger:
+class SentLedger(SqliteLedger):
     """(dedupe key, device) -> FCM's message name, in SQLite shared by every process.
 
     Devices are stored as a SHA-256, so the file is no list of registration tokens.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS sent (dedupe_key TEXT, device TEXT, name TEXT, "
-            "sent_at TEXT, PRIMARY KEY (dedupe_key, device))"
-        )
-        return conn
+    schema = (
+        "CREATE TABLE IF NOT EXISTS sent (dedupe_key TEXT, device TEXT, name TEXT, "
+        "sent_at TEXT, PRIMARY KEY (dedupe_key, device))"
+    )
 
     def get(self, key: str, device: str) -> str | None:
-        with closing(self._connect()) as conn:
+        with self.connect() as conn:
             row = conn.execute(
                 "SELECT name FROM sent WHERE dedupe_key = ? AND device = ?", (key, _digest(device))
             ).fetchone()
         return row[0] if row else None
 
     def put(self, key: str, device: str, name: str) -> None:
-        with closing(self._connect()) as conn:
+        with self.connect() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?)",
                 (key, _digest(device), name, datetime.now(UTC).isoformat()),

@@ -28,7 +28,6 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from contextlib import closing
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -42,6 +41,7 @@ from fulfil.core.errors import NotifierError
 from fulfil.core.http import parse_retry_after
 from fulfil.core.notifiers import Message, NotifierPlugin, Receipt
 from fulfil.core.secrets import Secret, reveal
+from fulfil.plugins.notifiers._ledger import SqliteLedger
 
 __all__ = ["SETTINGS_SCHEMA", "TwilioSmsNotifier"]
 
@@ -152,34 +152,24 @@ def e164(number: str, field: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-class _Ledger:
-    """Per dedupe key: the SID Twilio gave, or when a request with no clear answer was made.
+class _Ledger(SqliteLedger):
+    """Per dedupe key: the SID Twilio gave, or when a request with no clear answer was made."""
 
-    SQLite, so every worker process sharing the data folder sees it.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS sent (dedupe_key TEXT PRIMARY KEY, sid TEXT, "
-            "attempted_at REAL, sent_at TEXT)"
-        )
-        return conn
+    schema = (
+        "CREATE TABLE IF NOT EXISTS sent (dedupe_key TEXT PRIMARY KEY, sid TEXT, "
+        "attempted_at REAL, sent_at TEXT)"
+    )
 
     def get(self, key: str) -> tuple[str | None, float | None]:
         """(SID, None) once accepted; (None, time) after an unclear attempt; else (None, None)."""
-        with closing(self._connect()) as conn:
+        with self.connect() as conn:
             row = conn.execute(
                 "SELECT sid, attempted_at FROM sent WHERE dedupe_key = ?", (key,)
             ).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
     def attempting(self, key: str, at: float) -> None:
-        with closing(self._connect()) as conn:
+        with self.connect() as conn:
             conn.execute(
                 "INSERT INTO sent (dedupe_key, attempted_at) VALUES (?, ?) ON CONFLICT "
                 "(dedupe_key) DO UPDATE SET attempted_at = excluded.attempted_at "
@@ -188,11 +178,11 @@ class _Ledger:
             )
 
     def not_sent(self, key: str) -> None:
-        with closing(self._connect()) as conn:
+        with self.connect() as conn:
             conn.execute("DELETE FROM sent WHERE dedupe_key = ? AND sid IS NULL", (key,))
 
     def sent(self, key: str, sid: str) -> None:
-        with closing(self._connect()) as conn:
+        with self.connect() as conn:
             conn.execute(
                 "INSERT INTO sent (dedupe_key, sid, sent_at) VALUES (?, ?, ?) ON CONFLICT "
                 "(dedupe_key) DO UPDATE SET sid = excluded.sid, sent_at = excluded.sent_at",
